@@ -1,0 +1,157 @@
+//! Configuration: `config.toml` plus `config.d/*.toml` (merged in name
+//! order, tables deep-merged, later files win), validated into a [`Config`]
+//! that cannot hold an invalid value. Errors name the file, the field and why,
+//! and never quote a value that could be a secret.
+
+mod raw;
+mod types;
+mod validate;
+
+pub use raw::RawConfig;
+pub use types::*;
+pub use validate::{parse_fps, GOP_RANGE, PROFILES};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `ladder.rungs[1].bitrate_kbps`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// TOML syntax or type error. The message comes from the parser without
+    /// its source excerpt, so a line holding a key is never echoed.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{} invalid:\n{}", .origin, .errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, errors: Vec<FieldError> },
+}
+
+impl ConfigError {
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// Where state lives when the config does not say: systemd's
+/// `$STATE_DIRECTORY`, else `./fieldcast-state`.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(|s| PathBuf::from(s).join(""))
+        .unwrap_or_else(|| PathBuf::from("fieldcast-state"))
+}
+
+/// The built-in default: test pattern, standard ladder, recorded locally.
+pub fn builtin_default() -> Config {
+    from_value(toml::Table::new(), "built-in default").expect("the built-in default is valid")
+}
+
+/// Loads `path` and, if present, `<dir of path>/config.d/*.toml`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let mut merged = read_table(path)?;
+    let dropin = path.parent().unwrap_or(Path::new(".")).join("config.d");
+    if dropin.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dropin)
+            .map_err(|source| ConfigError::Io { path: dropin.clone(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            merge(&mut merged, read_table(&f)?);
+        }
+    }
+    from_value(merged, &path.display().to_string())
+}
+
+/// Parses one TOML document (a whole config, or a patch merged onto one).
+pub fn parse_str(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| parse_error(origin, text, e.message(), e.span()))
+}
+
+/// Validates a merged table.
+pub fn from_value(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| {
+        ConfigError::Invalid { origin: origin.into(), errors: vec![serde_field_error(&e)] }
+    })?;
+    validate::validate(raw, default_state_dir()).map_err(|errors| ConfigError::Invalid { origin: origin.into(), errors })
+}
+
+/// Deep-merges `over` onto `base`: tables merge, everything else is replaced.
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    parse_str(&text, path)
+}
+
+fn parse_error(path: &Path, text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> ConfigError {
+    let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    ConfigError::Parse { path: path.into(), line, column, message: message.trim().to_string() }
+}
+
+/// A serde error on the merged value: toml reports the key path in its message.
+fn serde_field_error(e: &toml::de::Error) -> FieldError {
+    let msg = e.message().trim().to_string();
+    // "unknown field `x`, expected ..." / "invalid type: ..., expected ... for key `ladder.gop_seconds`"
+    let field = msg
+        .rsplit_once("for key `")
+        .and_then(|(_, rest)| rest.split('`').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| "config".into());
+    FieldError { field, message: strip_values(&msg) }
+}
+
+/// Serde quotes the offending value for type errors (`invalid type: string
+/// "abc"`). Drop quoted strings: the value could be a key in the wrong place.
+fn strip_values(msg: &str) -> String {
+    let mut out = String::new();
+    let mut in_quote = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !in_quote {
+                out.push_str("\"…");
+            }
+            in_quote = !in_quote;
+            if !in_quote {
+                out.push('"');
+            }
+            continue;
+        }
+        if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! The config file as written: serde structs with every field optional,
+//! unknown fields refused. Nothing here is trusted; `validate` turns it into
+//! a `Config`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub device_id: Option<String>,
+    pub board: Option<String>,
+    pub board_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub source: Option<RawSource>,
+    pub audio: Option<RawAudio>,
+    pub ladder: Option<RawLadder>,
+    #[serde(default)]
+    pub destination: Vec<RawDestination>,
+    pub recording: Option<RawRecording>,
+    pub egress: Option<RawEgress>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `test`, `v4l2`, `decklink` or `file`.
+    pub kind: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// 30, 29.97, 59.94 or "30000/1001".
+    pub fps: Option<toml::Value>,
+    pub pattern: Option<String>,
+    pub device: Option<String>,
+    pub format: Option<String>,
+    pub device_number: Option<u32>,
+    pub mode: Option<String>,
+    pub connection: Option<String>,
+    pub path: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    pub looped: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudio {
+    /// `auto`, `test`, `silence`, `alsa`, `decklink` or `file`.
+    pub source: Option<String>,
+    pub device: Option<String>,
+    pub bitrate_kbps: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLadder {
+    /// `standard`, `basic` or `single` (ingest.md section 6).
+    pub profile: Option<String>,
+    pub rungs: Option<Vec<RawRung>>,
+    pub gop_seconds: Option<f64>,
+    pub h264_profile: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRung {
+    pub name: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bitrate_kbps: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    /// Template per rung: `{rung}`, `{kbps}`, `{width}`, `{height}`, `{key}`.
+    pub stream: Option<String>,
+    /// Stream key / access token, substituted for `{key}`. Secret.
+    pub key: Option<String>,
+    pub rungs: Option<Vec<String>>,
+    /// The channel's caps: `any`, `standard`, `basic`, `single`.
+    pub target: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecording {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    /// `mp4` (fragmented, survives power loss) or `mkv`.
+    pub format: Option<String>,
+    pub segment_seconds: Option<u32>,
+    pub rungs: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    pub reconnect_initial_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+}

@@ -1,0 +1,149 @@
+//! Config validation: the default is valid; each bad value gets its error.
+
+use super::*;
+
+fn check(text: &str) -> Result<Config, ConfigError> {
+    let table = parse_str(text, Path::new("test.toml"))?;
+    from_value(table, "test.toml")
+}
+
+fn errors(text: &str) -> Vec<FieldError> {
+    match check(text) {
+        Err(ConfigError::Invalid { errors, .. }) => errors,
+        other => panic!("expected field errors for {text:?}, got {other:?}"),
+    }
+}
+
+/// Asserts that `text` is refused with an error on `field` whose message contains `needle`.
+fn refused(text: &str, field: &str, needle: &str) {
+    let errs = errors(text);
+    assert!(
+        errs.iter().any(|e| e.field == field && e.message.contains(needle)),
+        "expected `{field}`: …{needle}… for {text:?}, got {errs:#?}"
+    );
+}
+
+const DEST: &str = "[[destination]]\nurl = \"rtmp://127.0.0.1/live\"\n";
+
+#[test]
+fn the_builtin_default_is_the_standard_ladder_from_a_1080p30_test_pattern_recorded_locally() {
+    let c = builtin_default();
+    assert!(matches!(c.source, Source::Test { width: 1920, height: 1080, fps: Fps { num: 30, den: 1 }, .. }));
+    let rungs: Vec<_> = c.ladder.rungs.iter().map(|r| (r.name.as_str(), r.width, r.height, r.bitrate_bps)).collect();
+    assert_eq!(
+        rungs,
+        [("1080p", 1920, 1080, 5_500_000), ("720p", 1280, 720, 3_000_000), ("540p", 960, 540, 1_600_000), ("360p", 640, 360, 800_000)]
+    );
+    assert_eq!(c.ladder.gop_seconds, 2.0);
+    assert_eq!(c.audio.source, AudioSource::Test);
+    assert_eq!(c.audio.bitrate_bps, 128_000);
+    assert!(c.recording.is_some());
+    assert!(c.destinations.is_empty());
+}
+
+#[test]
+fn explicit_rungs_are_sorted_largest_first_and_fps_forms_parse() {
+    let c = check(
+        "[source]\nfps = 29.97\n[ladder]\nrungs = [{ width = 640, height = 360, bitrate_kbps = 700 }, { name = \"top\", width = 1280, height = 720, bitrate_kbps = 2500 }]\n",
+    )
+    .unwrap();
+    assert_eq!(c.ladder.rungs[0].name, "top");
+    assert_eq!(c.ladder.rungs[1].name, "360p");
+    assert!(matches!(c.source, Source::Test { fps: Fps { num: 30000, den: 1001 }, .. }));
+    assert_eq!(parse_fps(&toml::Value::String("25/1".into())), Ok(Fps { num: 25, den: 1 }));
+}
+
+#[test]
+fn each_bad_value_is_refused_with_an_error_naming_its_field() {
+    refused("[ladder]\ngop_seconds = 0.2\n", "ladder.gop_seconds", "outside 0.5..10");
+    refused("[ladder]\ngop_seconds = 12\n", "ladder.gop_seconds", "outside 0.5..10");
+    refused("[ladder]\nprofile = \"ultra\"\n", "ladder.profile", "not one of standard, basic, single");
+    refused(
+        "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 2000 }, { width = 640, height = 360, bitrate_kbps = 2000 }]\n",
+        "ladder.rungs[1].bitrate_kbps",
+        "used by another rung",
+    );
+    refused("[source]\nwidth = 1280\nheight = 720\n[ladder]\nprofile = \"standard\"\n", "ladder.rungs[0]", "larger than the 1280x720 source");
+    refused("[ladder]\nrungs = [{ width = 641, height = 360, bitrate_kbps = 700 }]\n", "ladder.rungs[0].width", "even number");
+    refused("[ladder]\nrungs = [{ width = 640, height = 360, bitrate_kbps = 20 }]\n", "ladder.rungs[0].bitrate_kbps", "outside 100..50000");
+    refused("[ladder]\nrungs = [{ width = 640, height = 360 }]\n", "ladder.rungs[0]", "needs width, height and bitrate_kbps");
+    refused("[ladder]\nrungs = []\n", "ladder.rungs", "at least one rung");
+    refused("[ladder]\nprofile = \"basic\"\nrungs = []\n", "ladder", "either `profile` or `rungs`");
+    refused("[ladder]\nh264_profile = \"high10\"\n", "ladder.h264_profile", "not one of high, main, baseline");
+    refused("[source]\nkind = \"ndi\"\n", "source.kind", "not one of test, v4l2, decklink, file");
+    refused("[source]\nfps = 0\n", "source.fps", "between 1 and 120");
+    refused("[source]\nfps = \"fast\"\n", "source.fps", "frame rate such as");
+    refused("[source]\nkind = \"v4l2\"\ndevice = \"video0\"\n", "source.device", "not a device path");
+    refused("[source]\nkind = \"file\"\n", "source.path", "required");
+    refused("[audio]\nbitrate_kbps = 999\n", "audio.bitrate_kbps", "outside 32..320");
+    refused("[audio]\nsample_rate = 22050\n", "audio.sample_rate", "not 48000 or 44100");
+    refused("[recording]\nformat = \"avi\"\n", "recording.format", "not mp4 or mkv");
+    refused("[recording]\nrungs = [\"4k\"]\n", "recording.rungs", "`4k` is not a rung");
+    refused("[egress]\nreconnect_initial_ms = 500\nreconnect_max_ms = 100\n", "egress.reconnect_max_ms", "at least");
+    refused("device_id = \"box/1\"\n", "device_id", "used in MQTT topics");
+}
+
+#[test]
+fn bad_destinations_are_refused_with_an_error_naming_the_destination_field() {
+    refused("[[destination]]\nurl = \"http://x/live\"\n", "destination[0].url", "scheme `http` is not supported");
+    refused("[[destination]]\nurl = \"rtmp://x\"\n", "destination[0].url", "no application path");
+    refused("[[destination]]\nname = \"a\"\n", "destination[0].url", "is required");
+    refused(&format!("{DEST}stream = \"live\"\n"), "destination[0].stream", "same stream name");
+    refused(&format!("{DEST}stream = \"{{rung}}_{{key}}\"\n"), "destination[0].stream", "no `key`");
+    refused(&format!("{DEST}stream = \"{{bitrate}}\"\n"), "destination[0].stream", "not a placeholder");
+    refused(&format!("{DEST}rungs = [\"999p\"]\n"), "destination[0].rungs", "`999p` is not a rung");
+    refused(&format!("{DEST}target = \"basic\"\n"), "destination[0].target", "over the 5000 kbit/s cap");
+    refused(&format!("{DEST}target = \"single\"\n"), "destination[0].rungs", "takes 1 rendition");
+    refused(&format!("{DEST}target = \"mars\"\n"), "destination[0].target", "not one of any");
+    refused(&format!("{DEST}name = \"a\"\n{DEST}name = \"a\"\n"), "destination[1].name", "used by another destination");
+    // A basic ladder fits a basic channel.
+    check(&format!("[ladder]\nprofile = \"basic\"\n{DEST}target = \"basic\"\n")).unwrap();
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let errs = errors("[ladder]\ngop_seconds = 20\n[audio]\nchannels = 6\n");
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["audio.channels", "ladder.gop_seconds"]);
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_name_the_key() {
+    let errs = errors("[ladder]\ngop_second = 2\n");
+    assert!(errs[0].message.contains("unknown field `gop_second`"), "{errs:?}");
+    let errs = errors("[ladder]\ngop_seconds = \"two\"\n");
+    assert!(errs[0].message.contains("invalid type"), "{errs:?}");
+    assert!(!errs[0].message.contains("two"), "values are not echoed: {errs:?}");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column_but_never_echo_the_line() {
+    let err = check("[[destination]]\nurl = \"rtmp://h/live\"\nkey = \"s3cr3t\" oops\n").unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{shown}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output_or_redacted_stream_names() {
+    let c = check("[[destination]]\nurl = \"rtmp://h/live/t0ken\"\nstream = \"{rung}_{key}\"\nkey = \"s3cr3t\"\n").unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("s3cr3t") && !dbg.contains("t0ken"), "{dbg}");
+    let d = &c.destinations[0];
+    assert_eq!(d.stream_name_redacted(&c.ladder.rungs[0]), "1080p_***");
+    assert_eq!(d.stream_name(&c.ladder.rungs[0]).expose(), "1080p_s3cr3t");
+}
+
+#[test]
+fn config_d_files_merge_over_the_main_file_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[ladder]\nprofile = \"basic\"\ngop_seconds = 2\n").unwrap();
+    std::fs::create_dir(dir.path().join("config.d")).unwrap();
+    std::fs::write(dir.path().join("config.d/10-gop.toml"), "[ladder]\ngop_seconds = 1\n").unwrap();
+    std::fs::write(dir.path().join("config.d/20-gop.toml"), "[ladder]\ngop_seconds = 4\n").unwrap();
+    std::fs::write(dir.path().join("config.d/30-dest.toml"), DEST).unwrap();
+    let c = load(&dir.path().join("config.toml")).unwrap();
+    assert_eq!(c.ladder.gop_seconds, 4.0);
+    assert_eq!(c.ladder.rungs.len(), 3, "profile from the main file kept");
+    assert_eq!(c.destinations.len(), 1);
+}

@@ -1,0 +1,211 @@
+//! The validated configuration: types that cannot hold an invalid value.
+//! Built only by `validate`; fields are read-only to the rest of fieldcast.
+
+use crate::board::H264Profile;
+use crate::egress::url::IngestUrl;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A frame rate as an exact fraction (30000/1001 for 29.97).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Fps {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Fps {
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+    /// Nanoseconds per frame, rounded down.
+    pub fn frame_ns(self) -> u64 {
+        1_000_000_000u64 * u64::from(self.den) / u64::from(self.num)
+    }
+}
+
+impl fmt::Display for Fps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.den == 1 { write!(f, "{}", self.num) } else { write!(f, "{}/{}", self.num, self.den) }
+    }
+}
+
+/// A string that must not be shown: Debug and Display print `***`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A live test pattern (bars, with a running clock).
+    Test { width: u32, height: u32, fps: Fps, pattern: String },
+    /// A V4L2 capture device; unset size/fps are negotiated from what it offers.
+    V4l2 { device: PathBuf, width: Option<u32>, height: Option<u32>, fps: Option<Fps>, format: Option<String> },
+    DeckLink { device_number: u32, mode: String, connection: String },
+    /// A media file, decoded and paced in real time (tests, benchmarks).
+    File { path: PathBuf, looped: bool },
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Test { .. } => "test",
+            Source::V4l2 { .. } => "v4l2",
+            Source::DeckLink { .. } => "decklink",
+            Source::File { .. } => "file",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudioSource {
+    Test,
+    Silence,
+    Alsa { device: String },
+    DeckLink,
+    /// The audio track of a `file` source.
+    File,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    pub source: AudioSource,
+    pub bitrate_bps: u32,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RungSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_bps: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ladder {
+    /// Largest first, bitrates unique.
+    pub rungs: Vec<RungSpec>,
+    pub gop_seconds: f64,
+    pub h264_profile: H264Profile,
+}
+
+/// What a channel accepts (ingest.md section 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Any,
+    Standard,
+    Basic,
+    Single,
+}
+
+impl Target {
+    /// (total bit/s including audio, per-rung bit/s, rung count)
+    pub fn caps(self) -> (Option<u64>, Option<u64>, Option<usize>) {
+        match self {
+            Target::Any => (None, None, None),
+            Target::Standard => (Some(60_000_000), None, None),
+            Target::Basic => (Some(5_000_000), Some(4_000_000), None),
+            Target::Single => (Some(51_000_000), None, Some(1)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    pub name: String,
+    pub url: IngestUrl,
+    pub stream_template: String,
+    pub key: Option<Secret>,
+    /// Rung names this destination carries (all rungs when the config named none).
+    pub rungs: Vec<String>,
+    pub target: Target,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Destination {
+    /// The stream name of one rung (secret when it holds `{key}`).
+    pub fn stream_name(&self, rung: &RungSpec) -> Secret {
+        let s = expand_template(&self.stream_template, rung, self.key.as_ref().map(|k| k.expose()).unwrap_or(""));
+        Secret::new(s)
+    }
+    /// The stream name with `{key}` hidden, for logs and `check-config`.
+    pub fn stream_name_redacted(&self, rung: &RungSpec) -> String {
+        expand_template(&self.stream_template, rung, "***")
+    }
+}
+
+pub(crate) fn expand_template(t: &str, rung: &RungSpec, key: &str) -> String {
+    t.replace("{rung}", &rung.name)
+        .replace("{kbps}", &(rung.bitrate_bps / 1000).to_string())
+        .replace("{width}", &rung.width.to_string())
+        .replace("{height}", &rung.height.to_string())
+        .replace("{key}", key)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    Mp4,
+    Mkv,
+}
+
+impl RecordFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Mp4 => "mp4",
+            RecordFormat::Mkv => "mkv",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording {
+    pub dir: PathBuf,
+    pub format: RecordFormat,
+    pub segment: Duration,
+    pub rungs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EgressOptions {
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub device_id: String,
+    /// `None` = auto-detect.
+    pub board: Option<String>,
+    pub board_dir: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub source: Source,
+    pub audio: Audio,
+    pub ladder: Ladder,
+    pub destinations: Vec<Destination>,
+    pub recording: Option<Recording>,
+    pub egress: EgressOptions,
+}

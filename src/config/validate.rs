@@ -1,0 +1,423 @@
+//! Raw config -> validated `Config`. Every refusal names the field and why;
+//! all problems are reported at once, so one edit fixes a file.
+
+use super::raw::*;
+use super::types::*;
+use super::FieldError;
+use crate::board::H264Profile;
+use crate::egress::url::IngestUrl;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The ladder profiles of ingest.md section 6: (name, width, height, kbit/s).
+pub const PROFILES: &[(&str, &[(&str, u32, u32, u64)])] = &[
+    ("standard", &[("1080p", 1920, 1080, 5500), ("720p", 1280, 720, 3000), ("540p", 960, 540, 1600), ("360p", 640, 360, 800)]),
+    ("basic", &[("720p", 1280, 720, 2000), ("540p", 960, 540, 1100), ("360p", 640, 360, 600)]),
+    ("single", &[("1080p", 1920, 1080, 6000)]),
+];
+
+pub const GOP_RANGE: (f64, f64) = (0.5, 10.0);
+const MIN_RUNG_KBPS: u32 = 100;
+const MAX_RUNG_KBPS: u32 = 50_000;
+
+struct Errors(Vec<FieldError>);
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+}
+
+pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Vec<FieldError>> {
+    let mut e = Errors(Vec::new());
+    let device_id = match raw.device_id {
+        Some(id) if valid_id(&id) => id,
+        Some(_) => {
+            e.add("device_id", "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_' (it is used in MQTT topics)");
+            String::new()
+        }
+        None => default_device_id(),
+    };
+    let source = source(raw.source.unwrap_or_default(), &mut e);
+    let audio = audio(raw.audio.unwrap_or_default(), &source, &mut e);
+    let ladder = ladder(raw.ladder.unwrap_or_default(), &source, &mut e);
+    let rung_names: Vec<String> = ladder.as_ref().map(|l| l.rungs.iter().map(|r| r.name.clone()).collect()).unwrap_or_default();
+    let mut destinations = Vec::new();
+    let mut names = HashSet::new();
+    for (i, d) in raw.destination.into_iter().enumerate() {
+        if let Some(d) = destination(d, i, ladder.as_ref(), &audio, &mut e) {
+            if !names.insert(d.name.clone()) {
+                e.add(format!("destination[{i}].name"), format!("`{}` is used by another destination", d.name));
+            }
+            destinations.push(d);
+        }
+    }
+    let state_dir = raw.state_dir.unwrap_or(default_state_dir);
+    let recording = recording(raw.recording, &state_dir, &rung_names, &mut e);
+    let egress = egress(raw.egress.unwrap_or_default(), &mut e);
+    if !e.0.is_empty() {
+        return Err(e.0);
+    }
+    Ok(Config {
+        device_id,
+        board: raw.board.filter(|b| b != "auto"),
+        board_dir: raw.board_dir,
+        state_dir,
+        source,
+        audio,
+        ladder: ladder.expect("no errors means a ladder"),
+        destinations,
+        recording,
+        egress,
+    })
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn default_device_id() -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let id: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
+    if id.is_empty() { "fieldcast".into() } else { id }
+}
+
+pub fn parse_fps(v: &toml::Value) -> Result<Fps, String> {
+    let known = |f: f64| -> Option<Fps> {
+        [(24000, 1001), (30000, 1001), (60000, 1001)]
+            .into_iter()
+            .find(|(n, d)| (f - *n as f64 / *d as f64).abs() < 0.005)
+            .map(|(num, den)| Fps { num, den })
+    };
+    let fps = match v {
+        toml::Value::Integer(i) => u32::try_from(*i).ok().map(|num| Fps { num, den: 1 }),
+        toml::Value::Float(f) if f.fract() == 0.0 => Some(Fps { num: *f as u32, den: 1 }),
+        toml::Value::Float(f) => known(*f),
+        toml::Value::String(s) => match s.split_once('/') {
+            Some((n, d)) => n.trim().parse().ok().zip(d.trim().parse().ok()).map(|(num, den)| Fps { num, den }),
+            None => s.trim().parse::<f64>().ok().and_then(|f| if f.fract() == 0.0 { Some(Fps { num: f as u32, den: 1 }) } else { known(f) }),
+        },
+        _ => None,
+    };
+    match fps {
+        Some(f) if f.den > 0 && f.as_f64() >= 1.0 && f.as_f64() <= 120.0 => Ok(f),
+        Some(_) => Err("must be between 1 and 120 frames per second".into()),
+        None => Err("must be a frame rate such as 30, 29.97 or \"30000/1001\"".into()),
+    }
+}
+
+fn even_size(e: &mut Errors, field: &str, v: u32, max: u32) {
+    if v < 64 || v > max || v % 2 != 0 {
+        e.add(field, format!("{v} is not an even number of pixels between 64 and {max}"));
+    }
+}
+
+fn source(s: RawSource, e: &mut Errors) -> Source {
+    let kind = s.kind.as_deref().unwrap_or("test");
+    let fps = s.fps.as_ref().map(|v| parse_fps(v).map_err(|m| e.add("source.fps", m)).ok()).unwrap_or(None);
+    if let Some(w) = s.width {
+        even_size(e, "source.width", w, 7680);
+    }
+    if let Some(h) = s.height {
+        even_size(e, "source.height", h, 4320);
+    }
+    match kind {
+        "test" => Source::Test {
+            width: s.width.unwrap_or(1920),
+            height: s.height.unwrap_or(1080),
+            fps: fps.unwrap_or(Fps { num: 30, den: 1 }),
+            pattern: match s.pattern.as_deref().unwrap_or("smpte") {
+                p @ ("smpte" | "bars" | "ball" | "snow" | "black" | "smpte100" | "colors" | "gradient") => p.to_string(),
+                other => {
+                    e.add("source.pattern", format!("`{other}` is not a known pattern (smpte, bars, ball, snow, black, colors, gradient, smpte100)"));
+                    String::new()
+                }
+            },
+        },
+        "v4l2" => {
+            let device = s.device.unwrap_or_else(|| "/dev/video0".into());
+            if !device.starts_with("/dev/") {
+                e.add("source.device", format!("`{device}` is not a device path under /dev"));
+            }
+            Source::V4l2 { device: device.into(), width: s.width, height: s.height, fps, format: s.format }
+        }
+        "decklink" => Source::DeckLink {
+            device_number: s.device_number.unwrap_or(0),
+            mode: s.mode.unwrap_or_else(|| "auto".into()),
+            connection: s.connection.unwrap_or_else(|| "auto".into()),
+        },
+        "file" => match s.path {
+            Some(path) => Source::File { path, looped: s.looped.unwrap_or(true) },
+            None => {
+                e.add("source.path", "is required when source.kind = \"file\"");
+                Source::File { path: PathBuf::new(), looped: true }
+            }
+        },
+        other => {
+            e.add("source.kind", format!("`{other}` is not one of test, v4l2, decklink, file"));
+            Source::Test { width: 1920, height: 1080, fps: Fps { num: 30, den: 1 }, pattern: "smpte".into() }
+        }
+    }
+}
+
+fn audio(a: RawAudio, src: &Source, e: &mut Errors) -> Audio {
+    let source = match a.source.as_deref().unwrap_or("auto") {
+        "auto" => match src {
+            Source::Test { .. } => AudioSource::Test,
+            Source::File { .. } => AudioSource::File,
+            Source::DeckLink { .. } => AudioSource::DeckLink,
+            Source::V4l2 { .. } => AudioSource::Silence,
+        },
+        "test" => AudioSource::Test,
+        "silence" => AudioSource::Silence,
+        "decklink" => AudioSource::DeckLink,
+        "file" => AudioSource::File,
+        "alsa" => AudioSource::Alsa { device: a.device.unwrap_or_else(|| "default".into()) },
+        other => {
+            e.add("audio.source", format!("`{other}` is not one of auto, test, silence, alsa, decklink, file"));
+            AudioSource::Silence
+        }
+    };
+    if source == AudioSource::File && !matches!(src, Source::File { .. }) {
+        e.add("audio.source", "`file` needs source.kind = \"file\"");
+    }
+    let kbps = a.bitrate_kbps.unwrap_or(128);
+    if !(32..=320).contains(&kbps) {
+        e.add("audio.bitrate_kbps", format!("{kbps} is outside 32..320"));
+    }
+    let sample_rate = a.sample_rate.unwrap_or(48000);
+    if sample_rate != 48000 && sample_rate != 44100 {
+        e.add("audio.sample_rate", format!("{sample_rate} is not 48000 or 44100"));
+    }
+    let channels = a.channels.unwrap_or(2);
+    if channels != 1 && channels != 2 {
+        e.add("audio.channels", format!("{channels} is not 1 or 2"));
+    }
+    Audio { source, bitrate_bps: kbps * 1000, sample_rate, channels }
+}
+
+fn source_size(src: &Source) -> Option<(u32, u32)> {
+    match src {
+        Source::Test { width, height, .. } => Some((*width, *height)),
+        Source::V4l2 { width: Some(w), height: Some(h), .. } => Some((*w, *h)),
+        _ => None,
+    }
+}
+
+fn ladder(l: RawLadder, src: &Source, e: &mut Errors) -> Option<Ladder> {
+    let before = e.0.len();
+    let rungs: Vec<RungSpec> = match (l.profile.as_deref(), l.rungs) {
+        (Some(_), Some(_)) => {
+            e.add("ladder", "set either `profile` or `rungs`, not both");
+            return None;
+        }
+        (_, Some(raw)) => raw.into_iter().enumerate().filter_map(|(i, r)| rung(r, i, e)).collect(),
+        (p, None) => {
+            let p = p.unwrap_or("standard");
+            match PROFILES.iter().find(|(n, _)| *n == p) {
+                Some((_, rs)) => rs
+                    .iter()
+                    .map(|(n, w, h, k)| RungSpec { name: n.to_string(), width: *w, height: *h, bitrate_bps: k * 1000 })
+                    .collect(),
+                None => {
+                    e.add("ladder.profile", format!("`{p}` is not one of standard, basic, single"));
+                    return None;
+                }
+            }
+        }
+    };
+    if rungs.is_empty() && e.0.len() == before {
+        e.add("ladder.rungs", "needs at least one rung");
+    }
+    let mut seen_names = HashSet::new();
+    let mut seen_rates = HashSet::new();
+    for (i, r) in rungs.iter().enumerate() {
+        if !seen_names.insert(r.name.clone()) {
+            e.add(format!("ladder.rungs[{i}].name"), format!("`{}` is used by another rung", r.name));
+        }
+        if !seen_rates.insert(r.bitrate_bps) {
+            e.add(
+                format!("ladder.rungs[{i}].bitrate_kbps"),
+                format!("{} is used by another rung; channels name tracks by bitrate, so each must differ", r.bitrate_bps / 1000),
+            );
+        }
+        if let Some((sw, sh)) = source_size(src)
+            && (r.width > sw || r.height > sh)
+        {
+            e.add(
+                format!("ladder.rungs[{i}]"),
+                format!("`{}` is {}x{}, larger than the {sw}x{sh} source (fieldcast never upscales)", r.name, r.width, r.height),
+            );
+        }
+    }
+    let gop_seconds = l.gop_seconds.unwrap_or(2.0);
+    if !(GOP_RANGE.0..=GOP_RANGE.1).contains(&gop_seconds) {
+        e.add("ladder.gop_seconds", format!("{gop_seconds} is outside {}..{} seconds", GOP_RANGE.0, GOP_RANGE.1));
+    }
+    let h264_profile = match l.h264_profile.as_deref().unwrap_or("high") {
+        "high" => H264Profile::High,
+        "main" => H264Profile::Main,
+        "baseline" => H264Profile::Baseline,
+        other => {
+            e.add("ladder.h264_profile", format!("`{other}` is not one of high, main, baseline"));
+            H264Profile::High
+        }
+    };
+    let mut rungs = rungs;
+    rungs.sort_by_key(|r| std::cmp::Reverse((u64::from(r.width) * u64::from(r.height), r.bitrate_bps)));
+    (e.0.len() == before).then_some(Ladder { rungs, gop_seconds, h264_profile })
+}
+
+fn rung(r: RawRung, i: usize, e: &mut Errors) -> Option<RungSpec> {
+    let f = |k: &str| format!("ladder.rungs[{i}].{k}");
+    let (Some(width), Some(height), Some(kbps)) = (r.width, r.height, r.bitrate_kbps) else {
+        e.add(format!("ladder.rungs[{i}]"), "needs width, height and bitrate_kbps");
+        return None;
+    };
+    even_size(e, &f("width"), width, 4096);
+    even_size(e, &f("height"), height, 2304);
+    if !(MIN_RUNG_KBPS..=MAX_RUNG_KBPS).contains(&kbps) {
+        e.add(f("bitrate_kbps"), format!("{kbps} is outside {MIN_RUNG_KBPS}..{MAX_RUNG_KBPS}"));
+    }
+    let name = r.name.unwrap_or_else(|| format!("{height}p"));
+    if !valid_id(&name) {
+        e.add(f("name"), format!("`{name}` must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"));
+    }
+    Some(RungSpec { name, width, height, bitrate_bps: u64::from(kbps) * 1000 })
+}
+
+fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Audio, e: &mut Errors) -> Option<Destination> {
+    let f = |k: &str| format!("destination[{i}].{k}");
+    if d.enabled == Some(false) {
+        return None;
+    }
+    let name = d.name.unwrap_or_else(|| format!("destination{i}"));
+    if !valid_id(&name) {
+        e.add(f("name"), format!("`{name}` must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"));
+    }
+    let url = match d.url.as_deref().map(IngestUrl::parse) {
+        None => {
+            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN] or rtmps://...)");
+            None
+        }
+        Some(Err(err)) => {
+            e.add(f("url"), err.to_string());
+            None
+        }
+        Some(Ok(u)) => Some(u),
+    };
+    let target = match d.target.as_deref().unwrap_or("any") {
+        "any" => Target::Any,
+        "standard" => Target::Standard,
+        "basic" => Target::Basic,
+        "single" => Target::Single,
+        other => {
+            e.add(f("target"), format!("`{other}` is not one of any, standard, basic, single"));
+            Target::Any
+        }
+    };
+    let template = d.stream.unwrap_or_else(|| "{rung}".into());
+    let ladder = ladder?;
+    let rungs: Vec<String> = match d.rungs {
+        Some(rs) => {
+            for r in &rs {
+                if !ladder.rungs.iter().any(|x| &x.name == r) {
+                    e.add(f("rungs"), format!("`{r}` is not a rung of the ladder"));
+                }
+            }
+            rs
+        }
+        None => ladder.rungs.iter().map(|r| r.name.clone()).collect(),
+    };
+    let carried: Vec<&RungSpec> = ladder.rungs.iter().filter(|r| rungs.contains(&r.name)).collect();
+    check_template(&template, &carried, d.key.is_some(), &f("stream"), e);
+    let (cap_total, cap_rung, cap_count) = target.caps();
+    let total: u64 = carried.iter().map(|r| r.bitrate_bps).sum::<u64>() + u64::from(audio.bitrate_bps);
+    if let Some(cap) = cap_total
+        && total > cap
+    {
+        e.add(f("target"), format!("the ladder needs {} kbit/s with audio, over the {} kbit/s cap of a `{}` channel", total / 1000, cap / 1000, d.target.as_deref().unwrap_or("")));
+    }
+    if let Some(cap) = cap_rung {
+        for r in carried.iter().filter(|r| r.bitrate_bps > cap) {
+            e.add(f("target"), format!("rung `{}` at {} kbit/s is over the {} kbit/s per-rendition cap of this channel", r.name, r.bitrate_bps / 1000, cap / 1000));
+        }
+    }
+    if let Some(n) = cap_count
+        && carried.len() > n
+    {
+        e.add(f("rungs"), format!("a `single` channel takes {n} rendition, this destination carries {}", carried.len()));
+    }
+    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file })
+}
+
+fn check_template(t: &str, rungs: &[&RungSpec], has_key: bool, field: &str, e: &mut Errors) {
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            e.add(field, "has an unclosed `{`");
+            return;
+        };
+        let p = &rest[start + 1..start + len];
+        if !["rung", "kbps", "width", "height", "key"].contains(&p) {
+            e.add(field, format!("`{{{p}}}` is not a placeholder (use {{rung}}, {{kbps}}, {{width}}, {{height}}, {{key}})"));
+        }
+        if p == "key" && !has_key {
+            e.add(field, "uses {key} but the destination has no `key`");
+        }
+        rest = &rest[start + len + 1..];
+    }
+    let names: HashSet<String> = rungs.iter().map(|r| expand_template(t, r, "k")).collect();
+    if names.len() < rungs.len() {
+        e.add(field, "gives two rungs the same stream name: add {rung} or {kbps}");
+    }
+    if t.trim().is_empty() {
+        e.add(field, "is empty");
+    }
+}
+
+fn recording(r: Option<RawRecording>, state_dir: &std::path::Path, rung_names: &[String], e: &mut Errors) -> Option<Recording> {
+    let r = r.unwrap_or_default();
+    if r.enabled == Some(false) {
+        return None;
+    }
+    let format = match r.format.as_deref().unwrap_or("mp4") {
+        "mp4" => RecordFormat::Mp4,
+        "mkv" => RecordFormat::Mkv,
+        other => {
+            e.add("recording.format", format!("`{other}` is not mp4 or mkv"));
+            RecordFormat::Mp4
+        }
+    };
+    let seconds = r.segment_seconds.unwrap_or(60);
+    if !(2..=3600).contains(&seconds) {
+        e.add("recording.segment_seconds", format!("{seconds} is outside 2..3600"));
+    }
+    let rungs = r.rungs.unwrap_or_else(|| rung_names.to_vec());
+    for name in &rungs {
+        if !rung_names.is_empty() && !rung_names.contains(name) {
+            e.add("recording.rungs", format!("`{name}` is not a rung of the ladder"));
+        }
+    }
+    Some(Recording { dir: r.dir.unwrap_or_else(|| state_dir.join("recordings")), format, segment: Duration::from_secs(seconds.into()), rungs })
+}
+
+fn egress(g: RawEgress, e: &mut Errors) -> EgressOptions {
+    let initial = g.reconnect_initial_ms.unwrap_or(250);
+    let max = g.reconnect_max_ms.unwrap_or(5000);
+    let timeout = g.connect_timeout_ms.unwrap_or(10_000);
+    if !(50..=10_000).contains(&initial) {
+        e.add("egress.reconnect_initial_ms", format!("{initial} is outside 50..10000"));
+    }
+    if max < initial || max > 300_000 {
+        e.add("egress.reconnect_max_ms", format!("{max} must be at least reconnect_initial_ms ({initial}) and at most 300000"));
+    }
+    if !(500..=60_000).contains(&timeout) {
+        e.add("egress.connect_timeout_ms", format!("{timeout} is outside 500..60000"));
+    }
+    EgressOptions {
+        reconnect_initial: Duration::from_millis(initial),
+        reconnect_max: Duration::from_millis(max),
+        connect_timeout: Duration::from_millis(timeout),
+    }
+}

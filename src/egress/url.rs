@@ -1,0 +1,166 @@
+//! Ingest URLs: parsed once, validated, and never printed with their secrets.
+//!
+//! An RTMP ingest URL is `rtmp[s]://HOST[:PORT]/APP[/TOKEN...]`; the stream
+//! name is appended per rung. Everything after the first path segment (AMS
+//! access tokens), the query, any userinfo and the stream key are secret, so
+//! `Display`/`Debug` show `rtmp://host:1935/live/***`.
+
+use std::fmt;
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Rtmp,
+    Rtmps,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Rtmp => 1935,
+            Scheme::Rtmps => 443,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Rtmp => "rtmp",
+            Scheme::Rtmps => "rtmps",
+        }
+    }
+}
+
+/// Why an ingest URL was refused. Messages never quote the URL itself.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("is not a URL ({0})")]
+    Syntax(String),
+    #[error("scheme `{0}` is not supported (use rtmp:// or rtmps://)")]
+    Scheme(String),
+    #[error("has no host")]
+    NoHost,
+    #[error("has no application path (expected rtmp://HOST[:PORT]/APP[/TOKEN])")]
+    NoApp,
+    #[error("has a fragment (`#...`), which RTMP cannot carry")]
+    Fragment,
+}
+
+/// A validated RTMP/RTMPS ingest URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IngestUrl {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+    /// The application path sent in `connect` (may hold an access token and a query).
+    app: String,
+    /// Whether anything after the first path segment or a query exists (secret).
+    has_secret_tail: bool,
+}
+
+impl IngestUrl {
+    pub fn parse(raw: &str) -> Result<IngestUrl, UrlError> {
+        let url = url::Url::parse(raw.trim()).map_err(|e| UrlError::Syntax(e.to_string()))?;
+        let scheme = match url.scheme() {
+            "rtmp" => Scheme::Rtmp,
+            "rtmps" => Scheme::Rtmps,
+            other => return Err(UrlError::Scheme(other.to_string())),
+        };
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            _ => return Err(UrlError::NoHost),
+        };
+        if url.fragment().is_some() {
+            return Err(UrlError::Fragment);
+        }
+        let port = url.port().unwrap_or(scheme.default_port());
+        let path = url.path().trim_matches('/');
+        if path.is_empty() {
+            return Err(UrlError::NoApp);
+        }
+        let mut app = path.to_string();
+        if let Some(q) = url.query() {
+            app.push('?');
+            app.push_str(q);
+        }
+        let has_secret_tail = path.contains('/') || url.query().is_some();
+        Ok(IngestUrl { scheme, host, port, app, has_secret_tail })
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The application name for RTMP `connect` (secret: may hold a token).
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+    /// The tcUrl for RTMP `connect` (secret).
+    pub fn tc_url(&self) -> String {
+        format!("{}://{}:{}/{}", self.scheme.as_str(), self.host_for_url(), self.port, self.app)
+    }
+
+    fn host_for_url(&self) -> String {
+        if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() }
+    }
+}
+
+impl fmt::Display for IngestUrl {
+    /// The redacted form, safe for logs, telemetry and errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self.app.split(['/', '?']).next().unwrap_or("");
+        write!(f, "{}://{}:{}/{}", self.scheme.as_str(), self.host_for_url(), self.port, first)?;
+        if self.has_secret_tail {
+            write!(f, "/***")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for IngestUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IngestUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_port_and_app_with_token() {
+        let u = IngestUrl::parse("rtmp://ingest.example.com:1935/live/s3cr3t-token").unwrap();
+        assert_eq!(u.scheme(), Scheme::Rtmp);
+        assert_eq!(u.host(), "ingest.example.com");
+        assert_eq!(u.port(), 1935);
+        assert_eq!(u.app(), "live/s3cr3t-token");
+        assert_eq!(u.tc_url(), "rtmp://ingest.example.com:1935/live/s3cr3t-token");
+    }
+
+    #[test]
+    fn default_ports_follow_the_scheme() {
+        assert_eq!(IngestUrl::parse("rtmp://h/live").unwrap().port(), 1935);
+        assert_eq!(IngestUrl::parse("rtmps://h/live").unwrap().port(), 443);
+    }
+
+    #[test]
+    fn display_and_debug_never_show_the_token_or_query() {
+        let u = IngestUrl::parse("rtmps://h:2935/live/s3cr3t?auth=p4ss").unwrap();
+        let shown = format!("{u} {u:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("p4ss"), "{shown}");
+        assert_eq!(u.to_string(), "rtmps://h:2935/live/***");
+        assert_eq!(IngestUrl::parse("rtmp://h/live").unwrap().to_string(), "rtmp://h:1935/live");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_rtmp_ingest() {
+        assert_eq!(IngestUrl::parse("http://h/live"), Err(UrlError::Scheme("http".into())));
+        assert_eq!(IngestUrl::parse("rtmp://h"), Err(UrlError::NoApp));
+        assert_eq!(IngestUrl::parse("rtmp://h/"), Err(UrlError::NoApp));
+        assert!(matches!(IngestUrl::parse("not a url"), Err(UrlError::Syntax(_))));
+        assert_eq!(IngestUrl::parse("rtmp://h/live#x"), Err(UrlError::Fragment));
+    }
+}

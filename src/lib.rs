@@ -1,0 +1,14 @@
+//! fieldcast: firmware for an edge live encoder.
+//!
+//! Map of the crate:
+//! - [`config`]: `config.toml` + `config.d/` -> a validated [`config::Config`].
+//! - [`board`]: board profiles (`board/*.toml`) and every encoder quirk.
+//! - [`pipeline`]: [`pipeline::plan`] (pure ladder plan), [`pipeline::build`]
+//!   (the only code that creates GStreamer elements), the pipeline actor.
+//! - [`egress`]: encoded media out: RTMP publish per rung, local recording.
+//! - [`supervisor`]: the run loop and its typed state machine.
+//! - [`sys`]: signals, sd_notify, watchdog, exit codes.
+
+pub mod board;
+pub mod config;
+pub mod egress;
