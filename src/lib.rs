@@ -12,3 +12,10 @@
 pub mod board;
 pub mod config;
 pub mod egress;
+pub mod cli;
+pub mod exit;
+pub mod gstlog;
+pub mod pipeline;
+pub mod session;
+pub mod supervisor;
+pub mod timefmt;

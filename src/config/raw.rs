@@ -37,8 +37,6 @@ pub struct RawSource {
     pub mode: Option<String>,
     pub connection: Option<String>,
     pub path: Option<PathBuf>,
-    #[serde(rename = "loop")]
-    pub looped: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -61,8 +61,9 @@ pub enum Source {
     /// A V4L2 capture device; unset size/fps are negotiated from what it offers.
     V4l2 { device: PathBuf, width: Option<u32>, height: Option<u32>, fps: Option<Fps>, format: Option<String> },
     DeckLink { device_number: u32, mode: String, connection: String },
-    /// A media file, decoded and paced in real time (tests, benchmarks).
-    File { path: PathBuf, looped: bool },
+    /// A media file, decoded and paced in real time (tests, benchmarks);
+    /// the stream ends with the file.
+    File { path: PathBuf },
 }
 
 impl Source {

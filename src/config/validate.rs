@@ -147,10 +147,10 @@ fn source(s: RawSource, e: &mut Errors) -> Source {
             connection: s.connection.unwrap_or_else(|| "auto".into()),
         },
         "file" => match s.path {
-            Some(path) => Source::File { path, looped: s.looped.unwrap_or(true) },
+            Some(path) => Source::File { path },
             None => {
                 e.add("source.path", "is required when source.kind = \"file\"");
-                Source::File { path: PathBuf::new(), looped: true }
+                Source::File { path: PathBuf::new() }
             }
         },
         other => {

@@ -1,0 +1,174 @@
+//! The pipeline actor: owns the running `gst::Pipeline`, forwards what its
+//! bus says as typed events, and stops it cleanly (EOS so recordings are
+//! finalised, awaited with a timeout, then Null). Callers hold a cloneable
+//! [`PipelineHandle`].
+
+use super::build::Built;
+use super::stats::PipelineStats;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// How long a stop waits for EOS to drain (recordings finalised) before Null.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PipelineEvent {
+    /// The pipeline reached PLAYING.
+    Playing,
+    /// A fatal error from an element.
+    Error { element: String, message: String },
+    Warning { element: String, message: String },
+    /// The source ended (a file source).
+    Eos,
+}
+
+#[derive(Debug, Error)]
+pub enum ActorError {
+    #[error("the pipeline refused to start: {0}")]
+    Start(String),
+}
+
+enum Command {
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct PipelineHandle {
+    tx: mpsc::Sender<Command>,
+    pub stats: Arc<PipelineStats>,
+    pub recording_dir: Option<PathBuf>,
+}
+
+impl PipelineHandle {
+    /// Stops the pipeline: EOS, wait (bounded), Null. Returns when done.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Starts the pipeline and its actor. Events arrive on the returned receiver.
+pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEvent>), ActorError> {
+    let Built { pipeline, stats, recording_dir, eos_pads } = built;
+    let (event_tx, event_rx) = mpsc::channel(64);
+    let (bus_tx, bus_rx) = mpsc::unbounded_channel::<BusEvent>();
+    let done = Arc::new(AtomicBool::new(false));
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let bus_done = done.clone();
+    std::thread::Builder::new()
+        .name("gst-bus".into())
+        .spawn(move || bus_thread(bus, bus_tx, bus_done))
+        .expect("spawn the bus thread");
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        done.store(true, Ordering::Release);
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(ActorError::Start(e.to_string()));
+    }
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(run(pipeline, eos_pads, rx, bus_rx, event_tx, done));
+    Ok((PipelineHandle { tx, stats, recording_dir }, event_rx))
+}
+
+enum BusEvent {
+    Public(PipelineEvent),
+    Eos,
+}
+
+fn source_name(msg: &gst::Message) -> String {
+    msg.src().map(|s| s.path_string().to_string()).unwrap_or_else(|| "pipeline".into())
+}
+
+fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<AtomicBool>) {
+    while !done.load(Ordering::Acquire) {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else { continue };
+        let event = match msg.view() {
+            gst::MessageView::Error(e) => {
+                let detail = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                BusEvent::Public(PipelineEvent::Error { element: source_name(&msg), message: format!("{}{detail}", e.error()) })
+            }
+            gst::MessageView::Warning(w) => {
+                BusEvent::Public(PipelineEvent::Warning { element: source_name(&msg), message: w.error().to_string() })
+            }
+            gst::MessageView::Eos(_) => BusEvent::Eos,
+            gst::MessageView::StateChanged(s)
+                if msg.src().is_some_and(|src| src.type_() == gst::Pipeline::static_type())
+                    && s.current() == gst::State::Playing =>
+            {
+                BusEvent::Public(PipelineEvent::Playing)
+            }
+            _ => continue,
+        };
+        if tx.send(event).is_err() {
+            break;
+        }
+    }
+}
+
+#[tracing::instrument(name = "pipeline", skip_all)]
+async fn run(
+    pipeline: gst::Pipeline,
+    eos_pads: Vec<gst::Pad>,
+    mut commands: mpsc::Receiver<Command>,
+    mut bus: mpsc::UnboundedReceiver<BusEvent>,
+    events: mpsc::Sender<PipelineEvent>,
+    done: Arc<AtomicBool>,
+) {
+    let reply = loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Stop(reply)) => break Some(reply),
+                // Every handle dropped: stop too.
+                None => break None,
+            },
+            ev = bus.recv() => match ev {
+                Some(BusEvent::Public(e)) => {
+                    if let PipelineEvent::Error { element, message } = &e {
+                        warn!(%element, %message, "pipeline error");
+                    }
+                    let _ = events.send(e).await;
+                }
+                Some(BusEvent::Eos) => {
+                    info!("source ended");
+                    let _ = events.send(PipelineEvent::Eos).await;
+                }
+                None => break None,
+            },
+        }
+    };
+    // EOS through every branch so muxers write their trailers, bounded in time.
+    debug!("stopping: sending EOS");
+    pipeline.send_event(gst::event::Eos::new());
+    for pad in &eos_pads {
+        pad.send_event(gst::event::Eos::new());
+    }
+    let drained = tokio::time::timeout(STOP_TIMEOUT, async {
+        while let Some(ev) = bus.recv().await {
+            if matches!(ev, BusEvent::Eos) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        warn!(timeout_s = STOP_TIMEOUT.as_secs(), "EOS did not drain in time; stopping hard");
+    }
+    done.store(true, Ordering::Release);
+    let p = pipeline.clone();
+    let _ = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null)).await;
+    drop(pipeline);
+    info!("pipeline stopped");
+    if let Some(r) = reply {
+        let _ = r.send(());
+    }
+}

@@ -1,0 +1,367 @@
+//! The only code that creates GStreamer elements: a [`Plan`] in, a pipeline
+//! out. One capture, a tee per picture size (the scaling cascade), one
+//! encoder per rung, AAC encoded once and shared; each rung's encoded stream
+//! leaves through an appsink to the egress actors and, if recorded, into a
+//! splitmuxsink. No launch strings: URLs and keys never touch GStreamer.
+
+use super::keyframes;
+use super::plan::{Plan, RungPlan};
+use super::stats::{PipelineStats, RungStats};
+use crate::board::EncoderSettings;
+use crate::config::{AudioSource, RecordFormat, Source};
+use crate::egress::{AudioFrame, Media, MediaSender, VideoFrame};
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("GStreamer element `{0}` is not installed (gst-inspect-1.0 {0})")]
+    MissingElement(String),
+    #[error("element `{element}` has no property `{property}` (check the board profile)")]
+    NoProperty { element: String, property: String },
+    #[error("element `{element}`: `{value}` is not a valid value for `{property}`")]
+    BadValue { element: String, property: String, value: String },
+    #[error("invalid caps `{0}` in the board profile")]
+    BadCaps(String),
+    #[error("cannot link {0}")]
+    Link(String),
+    #[error("recording directory {path}: {source}")]
+    RecordDir { path: PathBuf, source: std::io::Error },
+    #[error("GStreamer: {0}")]
+    Gst(#[from] gst::glib::BoolError),
+}
+
+/// Where each rung's (and the audio's) encoded media goes.
+#[derive(Default, Clone)]
+pub struct Taps {
+    /// Rung name -> the senders of every publish of that rung.
+    pub video: HashMap<String, Vec<MediaSender>>,
+    /// Every publish gets the shared audio.
+    pub audio: Vec<MediaSender>,
+}
+
+pub struct Built {
+    pub pipeline: gst::Pipeline,
+    pub stats: Arc<PipelineStats>,
+    /// Where this run's recordings go, if recording.
+    pub recording_dir: Option<PathBuf>,
+    /// Where a stop injects EOS besides the sources: the capture tee, since a
+    /// frozen test pattern's source has long finished and would never send one.
+    pub eos_pads: Vec<gst::Pad>,
+}
+
+fn make(factory: &str) -> Result<gst::Element, BuildError> {
+    gst::ElementFactory::make(factory).build().map_err(|_| BuildError::MissingElement(factory.into()))
+}
+
+fn make_named(factory: &str, name: &str) -> Result<gst::Element, BuildError> {
+    gst::ElementFactory::make(factory).name(name).build().map_err(|_| BuildError::MissingElement(factory.into()))
+}
+
+/// Sets a property from its string form (enum nick, number, boolean), as
+/// board profiles spell them, refusing unknown properties instead of panicking.
+pub fn set_from_str(element: &gst::Element, property: &str, value: &str) -> Result<(), BuildError> {
+    let factory = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+    let pspec = element
+        .find_property(property)
+        .ok_or_else(|| BuildError::NoProperty { element: factory.clone(), property: property.into() })?;
+    let v = gst::glib::Value::deserialize(value, pspec.value_type())
+        .map_err(|_| BuildError::BadValue { element: factory, property: property.into(), value: value.into() })?;
+    element.set_property_from_value(property, &v);
+    Ok(())
+}
+
+fn capsfilter(caps: gst::Caps) -> Result<gst::Element, BuildError> {
+    Ok(gst::ElementFactory::make("capsfilter").property("caps", caps).build()?)
+}
+
+/// A small queue: a few frames, no time or byte limit, never leaky (a rung
+/// must never drop a frame the others encode).
+fn queue(buffers: u32) -> Result<gst::Element, BuildError> {
+    Ok(gst::ElementFactory::make("queue")
+        .property("max-size-buffers", buffers)
+        .property("max-size-time", 0u64)
+        .property("max-size-bytes", 0u32)
+        .build()?)
+}
+
+fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", w as i32)
+        .field("height", h as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(plan.format.fps.num as i32, plan.format.fps.den as i32))
+        .build()
+}
+
+pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
+    let pipeline = gst::Pipeline::with_name("fieldcast");
+    let stats = Arc::new(PipelineStats::new(plan.rungs.iter().map(|r| r.name.clone())));
+    let (video_out, audio_from_source) = super::source::video(&pipeline, plan, &stats)?;
+
+    // Node 0: the capture, normalised once to I420 at the planned size and rate.
+    let convert = make("videoconvert")?;
+    let caps = capsfilter(raw_caps(plan.format.width, plan.format.height, plan))?;
+    let capture_tee = make_named("tee", "capture")?;
+    pipeline.add_many([&convert, &caps, &capture_tee])?;
+    gst::Element::link_many([&video_out, &convert, &caps, &capture_tee]).map_err(|_| BuildError::Link("capture".into()))?;
+    let eos_pads = vec![capture_tee.static_pad("sink").expect("tee sink")];
+    let frame_ns = plan.format.fps.frame_ns();
+    keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns);
+    super::stats::install_capture_probe(&capture_tee.static_pad("sink").expect("tee sink"), stats.clone());
+
+    // The cascade: each node scaled from its parent's tee.
+    let mut tees: Vec<gst::Element> = vec![capture_tee];
+    for (i, node) in plan.scalers.iter().enumerate().skip(1) {
+        let parent = tees[node.from.expect("only node 0 has no parent")].clone();
+        let q = queue(12)?;
+        let scale = gst::ElementFactory::make("videoscale").property("n-threads", 2u32).build()?;
+        let f = capsfilter(raw_caps(node.width, node.height, plan))?;
+        let tee = make_named("tee", &format!("scale{i}_{}x{}", node.width, node.height))?;
+        pipeline.add_many([&q, &scale, &f, &tee])?;
+        gst::Element::link_many([&parent, &q, &scale, &f, &tee]).map_err(|_| BuildError::Link(format!("scaler {i}")))?;
+        tees.push(tee);
+    }
+
+    let recording_dir = match &plan.recording {
+        Some(r) => Some(session_dir(&r.dir)?),
+        None => None,
+    };
+
+    // Audio, encoded once.
+    let audio_tee = super::source::audio(&pipeline, plan, audio_from_source)?;
+    if !taps.audio.is_empty() {
+        let q = queue(50)?;
+        let sink = audio_appsink(taps.audio.clone())?;
+        pipeline.add_many([&q, &sink])?;
+        gst::Element::link_many([&audio_tee, &q, &sink]).map_err(|_| BuildError::Link("audio appsink".into()))?;
+    }
+
+    for rung in &plan.rungs {
+        let rung_tee = encode_rung(&pipeline, rung, &tees[rung.scaler])?;
+        let senders = taps.video.get(&rung.name).cloned().unwrap_or_default();
+        let rung_stats = stats.rung(&rung.name).expect("stats for every rung");
+        let q = queue(30)?;
+        let sink = video_appsink(senders, rung_stats)?;
+        pipeline.add_many([&q, &sink])?;
+        gst::Element::link_many([&rung_tee, &q, &sink]).map_err(|_| BuildError::Link(format!("{} appsink", rung.name)))?;
+
+        if let (Some(rec), Some(dir)) = (&plan.recording, &recording_dir)
+            && rec.rungs.contains(&rung.name)
+        {
+            record_rung(&pipeline, rung, rec.format, rec.segment, dir, &rung_tee, &audio_tee)?;
+        }
+    }
+    Ok(Built { pipeline, stats, recording_dir, eos_pads })
+}
+
+/// One rung: queue, the board's input chain, the encoder set from its
+/// resolved settings, h264parse re-inserting SPS/PPS at every IDR, AVC out.
+fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) -> Result<gst::Element, BuildError> {
+    let s: &EncoderSettings = &rung.encoder;
+    // Deep enough to absorb encoder start-up (x264 init takes ~0.2 s) so the
+    // live capture never skips a frame one rung would miss.
+    let mut elements: Vec<gst::Element> = vec![queue(12)?];
+    for factory in &s.input_chain {
+        elements.push(make(factory)?);
+    }
+    if let Some(c) = &s.input_caps {
+        elements.push(capsfilter(gst::Caps::from_str(c).map_err(|_| BuildError::BadCaps(c.clone()))?)?);
+    }
+    let enc = make_named(&s.element, &format!("enc_{}", rung.name))?;
+    for (k, v) in &s.properties {
+        set_from_str(&enc, k, v)?;
+    }
+    if !s.controls.is_empty() {
+        let mut b = gst::Structure::builder("controls");
+        for (k, v) in &s.controls {
+            b = b.field(k.as_str(), *v as i32);
+        }
+        enc.set_property("extra-controls", b.build());
+    }
+    elements.push(enc);
+    let mut enc_caps = gst::Caps::builder("video/x-h264");
+    if let Some(p) = &s.caps_profile {
+        enc_caps = enc_caps.field("profile", p.as_str());
+    }
+    if let Some(l) = &s.caps_level {
+        enc_caps = enc_caps.field("level", l.as_str());
+    }
+    elements.push(capsfilter(enc_caps.build())?);
+    elements.push(gst::ElementFactory::make("h264parse").property("config-interval", -1i32).build()?);
+    elements.push(capsfilter(
+        gst::Caps::builder("video/x-h264").field("stream-format", "avc").field("alignment", "au").build(),
+    )?);
+    let tee = make_named("tee", &format!("rung_{}", rung.name))?;
+    elements.push(tee.clone());
+    let refs: Vec<&gst::Element> = elements.iter().collect();
+    pipeline.add_many(refs.iter().copied())?;
+    gst::Element::link_many(std::iter::once(input).chain(refs.iter().copied()))
+        .map_err(|_| BuildError::Link(format!("rung {} through {}", rung.name, s.element)))?;
+    Ok(tee)
+}
+
+fn running_time(sample: &gst::Sample, t: Option<gst::ClockTime>) -> Option<u64> {
+    let t = t?;
+    let seg = sample.segment()?;
+    let seg = seg.downcast_ref::<gst::ClockTime>()?;
+    seg.to_running_time(t).map(|t| t.nseconds())
+}
+
+fn codec_data(sample: &gst::Sample) -> Option<Bytes> {
+    let caps = sample.caps()?;
+    let buf = caps.structure(0)?.get::<gst::Buffer>("codec_data").ok()?;
+    let map = buf.map_readable().ok()?;
+    Some(Bytes::copy_from_slice(map.as_slice()))
+}
+
+fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> Result<gst::Element, BuildError> {
+    let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(60)
+        .callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(pts) = running_time(&sample, buffer.pts()) else { return Ok(gst::FlowSuccess::Ok) };
+                    let dts = running_time(&sample, buffer.dts()).unwrap_or(pts);
+                    if let Some(cd) = codec_data(&sample) {
+                        let mut last = last_config.lock().expect("codec config lock");
+                        if last.as_ref() != Some(&cd) {
+                            *last = Some(cd.clone());
+                            senders.iter().for_each(|s| {
+                                s.send(Media::VideoConfig(cd.clone()));
+                            });
+                        }
+                    }
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                    stats.on_frame(pts, map.len(), keyframe);
+                    let frame = VideoFrame { pts_ns: pts, dts_ns: dts, keyframe, data: Bytes::copy_from_slice(map.as_slice()) };
+                    for s in &senders {
+                        s.send(Media::Video(frame.clone()));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        )
+        .build();
+    Ok(sink.upcast())
+}
+
+fn audio_appsink(senders: Vec<MediaSender>) -> Result<gst::Element, BuildError> {
+    let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(100)
+        .callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(pts) = running_time(&sample, buffer.pts()) else { return Ok(gst::FlowSuccess::Ok) };
+                    if let Some(cd) = codec_data(&sample) {
+                        let mut last = last_config.lock().expect("codec config lock");
+                        if last.as_ref() != Some(&cd) {
+                            *last = Some(cd.clone());
+                            senders.iter().for_each(|s| {
+                                s.send(Media::AudioConfig(cd.clone()));
+                            });
+                        }
+                    }
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let frame = AudioFrame { pts_ns: pts, data: Bytes::copy_from_slice(map.as_slice()) };
+                    for s in &senders {
+                        s.send(Media::Audio(frame.clone()));
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        )
+        .build();
+    Ok(sink.upcast())
+}
+
+/// This run's recording folder, `<dir>/<UTC start time>`, so a restart never
+/// overwrites what an earlier run recorded.
+fn session_dir(dir: &Path) -> Result<PathBuf, BuildError> {
+    let path = dir.join(crate::timefmt::utc_compact(std::time::SystemTime::now()));
+    std::fs::create_dir_all(&path).map_err(|source| BuildError::RecordDir { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// Segmented files of one rung plus the shared audio. MP4 is fragmented
+/// (1 s fragments) so a file cut short by power loss still plays.
+fn record_rung(
+    pipeline: &gst::Pipeline,
+    rung: &RungPlan,
+    format: RecordFormat,
+    segment: std::time::Duration,
+    dir: &Path,
+    rung_tee: &gst::Element,
+    audio_tee: &gst::Element,
+) -> Result<(), BuildError> {
+    let muxer = match format {
+        RecordFormat::Mp4 => gst::ElementFactory::make("mp4mux").property("fragment-duration", 1000u32).build()?,
+        RecordFormat::Mkv => make("matroskamux")?,
+    };
+    let location = dir.join(format!("{}-%05d.{}", rung.name, format.extension()));
+    let split = gst::ElementFactory::make("splitmuxsink")
+        .name(format!("record_{}", rung.name))
+        .property("location", location.to_string_lossy().as_ref())
+        .property("max-size-time", segment.as_nanos() as u64)
+        .property("muxer", &muxer)
+        .property("async-finalize", false)
+        .build()?;
+    let vq = queue(60)?;
+    let aq = queue(100)?;
+    pipeline.add_many([&vq, &aq, &split])?;
+    gst::Element::link_many([rung_tee, &vq]).map_err(|_| BuildError::Link("record video".into()))?;
+    let vpad = split.request_pad_simple("video").ok_or_else(|| BuildError::Link("splitmuxsink video".into()))?;
+    vq.static_pad("src").expect("queue src").link(&vpad).map_err(|_| BuildError::Link("record video pad".into()))?;
+    audio_tee.link(&aq).map_err(|_| BuildError::Link("record audio".into()))?;
+    let apad = split.request_pad_simple("audio_%u").ok_or_else(|| BuildError::Link("splitmuxsink audio".into()))?;
+    aq.static_pad("src").expect("queue src").link(&apad).map_err(|_| BuildError::Link("record audio pad".into()))?;
+    Ok(())
+}
+
+/// The audio source for sources that carry none of their own.
+pub(super) fn audio_source_element(source: &AudioSource, src: &Source) -> Result<Option<gst::Element>, BuildError> {
+    Ok(Some(match source {
+        AudioSource::Test => gst::ElementFactory::make("audiotestsrc")
+            .property("is-live", true)
+            .property_from_str("wave", "ticks")
+            .property("volume", 0.3f64)
+            .build()?,
+        AudioSource::Silence => gst::ElementFactory::make("audiotestsrc")
+            .property("is-live", true)
+            .property_from_str("wave", "silence")
+            .build()?,
+        AudioSource::Alsa { device } => gst::ElementFactory::make("alsasrc")
+            .property("device", device.as_str())
+            .build()
+            .map_err(|_| BuildError::MissingElement("alsasrc (apt install gstreamer1.0-alsa)".into()))?,
+        AudioSource::DeckLink => {
+            let n = match src {
+                Source::DeckLink { device_number, .. } => *device_number as i32,
+                _ => 0,
+            };
+            gst::ElementFactory::make("decklinkaudiosrc")
+                .property("device-number", n)
+                .build()
+                .map_err(|_| BuildError::MissingElement("decklinkaudiosrc".into()))?
+        }
+        AudioSource::File => return Ok(None),
+    }))
+}

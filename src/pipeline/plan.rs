@@ -1,0 +1,342 @@
+//! The pure ladder plan: config + board + source format -> rungs with size,
+//! frame rate, bitrate, GOP and encoder settings; the scaling cascade; the
+//! shared audio; every publish and recording. No GStreamer here: the plan
+//! is table-tested, printed by `check-config`, and consumed by `build`.
+
+use crate::board::{BoardProfile, EncoderSettings};
+use crate::config::{Audio, Config, Fps, RecordFormat, Secret, Source, Target};
+use crate::egress::url::IngestUrl;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// VBV buffer for strict CBR: one second, as channels expect "small VBV".
+pub const VBV_MS: u32 = 1000;
+
+/// What the capture delivers (from the config, or negotiated with the device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Fps,
+}
+
+/// One scaled picture size. Node 0 is the capture itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScaleNode {
+    pub width: u32,
+    pub height: u32,
+    /// The node this one is scaled from; `None` for the capture.
+    pub from: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RungPlan {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: Fps,
+    pub bitrate_bps: u64,
+    pub gop_frames: u32,
+    /// Index into `Plan::scalers` of the picture this rung encodes.
+    pub scaler: usize,
+    pub encoder: EncoderSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GopPlan {
+    pub frames: u32,
+    /// Exact GOP duration (frames x frame duration), in ns.
+    pub duration_ns: u64,
+}
+
+/// One RTMP publish: one rung to one destination.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PublishPlan {
+    pub destination: String,
+    pub rung: String,
+    #[serde(serialize_with = "display")]
+    pub url: IngestUrl,
+    #[serde(skip)]
+    pub stream_name: Secret,
+    /// The stream name with any `{key}` hidden, for logs and `check-config`.
+    #[serde(rename = "stream_name")]
+    pub stream_name_redacted: String,
+    pub target: Target,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordPlan {
+    pub dir: PathBuf,
+    pub format: RecordFormat,
+    pub segment: Duration,
+    pub rungs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AudioPlan {
+    #[serde(skip)]
+    pub audio: Audio,
+    pub source: String,
+    pub bitrate_bps: u32,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub board: String,
+    #[serde(skip)]
+    pub source: Source,
+    pub source_kind: &'static str,
+    pub format: SourceFormat,
+    pub scalers: Vec<ScaleNode>,
+    pub rungs: Vec<RungPlan>,
+    pub gop: GopPlan,
+    pub audio: AudioPlan,
+    pub publishes: Vec<PublishPlan>,
+    pub recording: Option<RecordPlan>,
+    /// Total pixels per second encoded, for the board's budget.
+    pub pixel_rate: u64,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PlanError {
+    #[error("ladder.rungs: `{rung}` is {w}x{h}, larger than the {sw}x{sh} input (fieldcast never upscales)")]
+    LargerThanSource { rung: String, w: u32, h: u32, sw: u32, sh: u32 },
+    #[error("ladder.rungs: `{rung}` is {w}x{h}, over the {max_w}x{max_h} the `{board}` encoder takes")]
+    OverBoardSize { rung: String, w: u32, h: u32, max_w: u32, max_h: u32, board: String },
+    #[error("ladder.rungs: `{rung}` at {kbps} kbit/s is over the {max_kbps} kbit/s the `{board}` encoder takes")]
+    OverBoardBitrate { rung: String, kbps: u64, max_kbps: u64, board: String },
+    #[error("ladder: {count} rungs, but the `{board}` board runs at most {max} encoders")]
+    TooManyEncodes { count: usize, max: u32, board: String },
+    #[error("ladder: needs {need} Mpixel/s, over the {max} Mpixel/s the `{board}` encoder sustains (drop a rung or lower the frame rate)")]
+    OverPixelRate { need: u64, max: u64, board: String },
+}
+
+/// GOP in frames for a duration, and its exact length in ns.
+pub fn gop(gop_seconds: f64, fps: Fps) -> GopPlan {
+    let frames = (gop_seconds * fps.as_f64()).round().max(1.0) as u32;
+    let duration_ns = u64::from(frames) * 1_000_000_000 * u64::from(fps.den) / u64::from(fps.num);
+    GopPlan { frames, duration_ns }
+}
+
+/// The scaling cascade: one node per distinct rung size, each scaled from
+/// the smallest larger picture, so no size is computed twice and every
+/// step downscales by a modest factor (cheaper and less aliasing than
+/// scaling every rung from the capture).
+pub fn cascade(source: (u32, u32), sizes: &[(u32, u32)]) -> Vec<ScaleNode> {
+    let mut nodes = vec![ScaleNode { width: source.0, height: source.1, from: None }];
+    let mut wanted: Vec<(u32, u32)> = sizes.iter().copied().filter(|s| *s != source).collect();
+    wanted.sort_by_key(|(w, h)| std::cmp::Reverse(u64::from(*w) * u64::from(*h)));
+    wanted.dedup();
+    for (w, h) in wanted {
+        let from = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.width >= w && n.height >= h)
+            .min_by_key(|(_, n)| u64::from(n.width) * u64::from(n.height))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        nodes.push(ScaleNode { width: w, height: h, from: Some(from) });
+    }
+    nodes
+}
+
+pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Result<Plan, PlanError> {
+    let gop = gop(config.ladder.gop_seconds, format.fps);
+    let limits = &board.limits;
+    let specs = &config.ladder.rungs;
+    if specs.len() > limits.max_encodes as usize {
+        return Err(PlanError::TooManyEncodes { count: specs.len(), max: limits.max_encodes, board: board.name.clone() });
+    }
+    for r in specs {
+        if r.width > format.width || r.height > format.height {
+            return Err(PlanError::LargerThanSource {
+                rung: r.name.clone(),
+                w: r.width,
+                h: r.height,
+                sw: format.width,
+                sh: format.height,
+            });
+        }
+        if r.width > limits.max_width || r.height > limits.max_height {
+            return Err(PlanError::OverBoardSize {
+                rung: r.name.clone(),
+                w: r.width,
+                h: r.height,
+                max_w: limits.max_width,
+                max_h: limits.max_height,
+                board: board.name.clone(),
+            });
+        }
+        if r.bitrate_bps > limits.max_bitrate_bps {
+            return Err(PlanError::OverBoardBitrate {
+                rung: r.name.clone(),
+                kbps: r.bitrate_bps / 1000,
+                max_kbps: limits.max_bitrate_bps / 1000,
+                board: board.name.clone(),
+            });
+        }
+    }
+    let pixel_rate: u64 = specs
+        .iter()
+        .map(|r| (u64::from(r.width) * u64::from(r.height) * u64::from(format.fps.num)) / u64::from(format.fps.den))
+        .sum();
+    if pixel_rate > limits.max_pixel_rate {
+        return Err(PlanError::OverPixelRate {
+            need: pixel_rate / 1_000_000,
+            max: limits.max_pixel_rate / 1_000_000,
+            board: board.name.clone(),
+        });
+    }
+    let sizes: Vec<(u32, u32)> = specs.iter().map(|r| (r.width, r.height)).collect();
+    let scalers = cascade((format.width, format.height), &sizes);
+    let rungs = specs
+        .iter()
+        .map(|r| RungPlan {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            fps: format.fps,
+            bitrate_bps: r.bitrate_bps,
+            gop_frames: gop.frames,
+            scaler: scalers.iter().position(|n| (n.width, n.height) == (r.width, r.height)).expect("every size has a node"),
+            encoder: EncoderSettings::for_rung(&board.encoder, r.bitrate_bps, gop.frames, config.ladder.h264_profile, VBV_MS),
+        })
+        .collect();
+    let publishes = config
+        .destinations
+        .iter()
+        .flat_map(|d| {
+            specs.iter().filter(|r| d.rungs.contains(&r.name)).map(move |r| PublishPlan {
+                destination: d.name.clone(),
+                rung: r.name.clone(),
+                url: d.url.clone(),
+                stream_name: d.stream_name(r),
+                stream_name_redacted: d.stream_name_redacted(r),
+                target: d.target,
+                ca_file: d.ca_file.clone(),
+            })
+        })
+        .collect();
+    let recording = config.recording.as_ref().map(|r| RecordPlan {
+        dir: r.dir.clone(),
+        format: r.format,
+        segment: r.segment,
+        rungs: r.rungs.clone(),
+    });
+    let a = &config.audio;
+    Ok(Plan {
+        board: board.name.clone(),
+        source: config.source.clone(),
+        source_kind: config.source.kind(),
+        format,
+        scalers,
+        rungs,
+        gop,
+        audio: AudioPlan {
+            audio: a.clone(),
+            source: format!("{:?}", a.source).to_lowercase(),
+            bitrate_bps: a.bitrate_bps,
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+        },
+        publishes,
+        recording,
+        pixel_rate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::load_all;
+    use crate::config::{builtin_default, from_value, parse_str};
+
+    fn board(name: &str) -> BoardProfile {
+        load_all(None).unwrap().into_iter().find(|b| b.name == name).unwrap()
+    }
+    const F30: Fps = Fps { num: 30, den: 1 };
+    const HD: SourceFormat = SourceFormat { width: 1920, height: 1080, fps: F30 };
+
+    fn config(text: &str) -> Config {
+        from_value(parse_str(text, std::path::Path::new("t.toml")).unwrap(), "t").unwrap()
+    }
+
+    #[test]
+    fn the_standard_ladder_cascades_1080_720_540_360() {
+        let p = plan(&builtin_default(), &board("generic"), HD).unwrap();
+        let nodes: Vec<_> = p.scalers.iter().map(|n| (n.width, n.height, n.from)).collect();
+        assert_eq!(nodes, [(1920, 1080, None), (1280, 720, Some(0)), (960, 540, Some(1)), (640, 360, Some(2))]);
+        let rungs: Vec<_> = p.rungs.iter().map(|r| (r.name.as_str(), r.scaler, r.bitrate_bps, r.gop_frames)).collect();
+        assert_eq!(rungs, [("1080p", 0, 5_500_000, 60), ("720p", 1, 3_000_000, 60), ("540p", 2, 1_600_000, 60), ("360p", 3, 800_000, 60)]);
+        assert_eq!(p.pixel_rate, (1920 * 1080 + 1280 * 720 + 960 * 540 + 640 * 360) * 30);
+        assert_eq!(p.rungs[0].encoder.properties.iter().find(|(k, _)| k == "bitrate").unwrap().1, "5500");
+    }
+
+    #[test]
+    fn same_size_rungs_share_one_scaler_and_a_non_nested_size_scales_from_the_smallest_larger() {
+        let nodes = cascade((1920, 1080), &[(1280, 720), (1280, 720), (1080, 1080), (640, 360)]);
+        let v: Vec<_> = nodes.iter().map(|n| (n.width, n.height, n.from)).collect();
+        // 1080x1080 fits only in the capture; 640x360 fits in 1280x720 (smaller than 1080x1080).
+        assert_eq!(v, [(1920, 1080, None), (1080, 1080, Some(0)), (1280, 720, Some(0)), (640, 360, Some(2))]);
+    }
+
+    #[test]
+    fn gop_is_whole_frames_and_its_duration_exact() {
+        assert_eq!(gop(2.0, F30), GopPlan { frames: 60, duration_ns: 2_000_000_000 });
+        assert_eq!(gop(2.0, Fps { num: 30000, den: 1001 }), GopPlan { frames: 60, duration_ns: 2_002_000_000 });
+        assert_eq!(gop(0.5, Fps { num: 25, den: 1 }).frames, 13);
+        assert_eq!(gop(1.0, Fps { num: 60000, den: 1001 }), GopPlan { frames: 60, duration_ns: 1_001_000_000 });
+    }
+
+    #[test]
+    fn a_rung_larger_than_the_negotiated_input_is_refused() {
+        let small = SourceFormat { width: 1280, height: 720, fps: F30 };
+        let c = config("[source]\nkind = \"v4l2\"\n");
+        let err = plan(&c, &board("generic"), small).unwrap_err();
+        assert_eq!(err.to_string(), "ladder.rungs: `1080p` is 1920x1080, larger than the 1280x720 input (fieldcast never upscales)");
+    }
+
+    #[test]
+    fn board_limits_refuse_ladders_the_encoder_cannot_carry() {
+        let err = plan(&builtin_default(), &board("rpi4"), HD).unwrap_err();
+        assert!(matches!(err, PlanError::OverPixelRate { need: 112, max: 62, .. }), "{err}");
+        let c = config("[ladder]\nrungs = [{ width = 1920, height = 1080, bitrate_kbps = 30000 }]\n");
+        assert!(matches!(plan(&c, &board("rpi4"), HD), Err(PlanError::OverBoardBitrate { kbps: 30000, max_kbps: 20000, .. })));
+        let uhd = SourceFormat { width: 3840, height: 2160, fps: F30 };
+        let c = config("[source]\nwidth = 3840\nheight = 2160\n[ladder]\nrungs = [{ width = 3840, height = 2160, bitrate_kbps = 16000 }]\n");
+        assert!(matches!(plan(&c, &board("rk3588"), uhd), Err(PlanError::OverBoardSize { max_w: 1920, .. })));
+        assert!(plan(&config("[ladder]\nprofile = \"basic\"\n"), &board("rpi4"), HD).is_ok(), "basic fits a Pi 4");
+    }
+
+    #[test]
+    fn publishes_are_one_per_rung_and_destination_with_redacted_names() {
+        let c = config(
+            "[[destination]]\nname = \"primary\"\nurl = \"rtmp://a/live/tok\"\nstream = \"{rung}_{key}\"\nkey = \"sek\"\n\
+             [[destination]]\nname = \"backup\"\nurl = \"rtmp://b/live\"\nstream = \"video_{kbps}\"\nrungs = [\"720p\"]\n",
+        );
+        let p = plan(&c, &board("generic"), HD).unwrap();
+        let v: Vec<_> = p.publishes.iter().map(|x| (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str())).collect();
+        assert_eq!(
+            v,
+            [
+                ("primary", "1080p", "1080p_***"),
+                ("primary", "720p", "720p_***"),
+                ("primary", "540p", "540p_***"),
+                ("primary", "360p", "360p_***"),
+                ("backup", "720p", "video_3000")
+            ]
+        );
+        assert_eq!(p.publishes[0].stream_name.expose(), "1080p_sek");
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("sek") && !json.contains("tok"), "{json}");
+    }
+}

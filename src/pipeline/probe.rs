@@ -1,0 +1,193 @@
+//! What the source delivers, and what this machine has. A V4L2 device or a
+//! file is asked for its format before planning (caps negotiated from what
+//! the device offers); `fieldcast probe` lists capture devices and encoders.
+
+use super::plan::SourceFormat;
+use crate::config::{Fps, Source};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("source.device: {device} does not exist")]
+    NoDevice { device: String },
+    #[error("source.device: {device} is not a character device")]
+    NotADevice { device: String },
+    #[error("source.device: {device} gave no video within {secs} s ({reason})")]
+    NoVideo { device: String, secs: u64, reason: String },
+    #[error("source.path: {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("source.mode: `{0}` is not a DeckLink mode fieldcast knows; set source.width/height/fps")]
+    DeckLinkMode(String),
+    #[error("GStreamer: {0}")]
+    Gst(#[from] gst::glib::BoolError),
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The format the capture will deliver.
+pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
+    match source {
+        Source::Test { width, height, fps, .. } => Ok(SourceFormat { width: *width, height: *height, fps: *fps }),
+        Source::V4l2 { device, width, height, fps, .. } => {
+            let name = device.display().to_string();
+            check_device(device)?;
+            if let (Some(w), Some(h), Some(f)) = (width, height, fps) {
+                return Ok(SourceFormat { width: *w, height: *h, fps: *f });
+            }
+            let src = gst::ElementFactory::make("v4l2src").property("device", name.as_str()).build()?;
+            first_video_format(src, None).map_err(|reason| ProbeError::NoVideo { device: name, secs: PROBE_TIMEOUT.as_secs(), reason })
+        }
+        Source::DeckLink { mode, .. } => decklink_mode(mode).ok_or_else(|| ProbeError::DeckLinkMode(mode.clone())),
+        Source::File { path } => {
+            let shown = path.display().to_string();
+            if !path.is_file() {
+                return Err(ProbeError::File { path: shown, reason: "no such file".into() });
+            }
+            let src = gst::ElementFactory::make("filesrc").property("location", shown.as_str()).build()?;
+            let decode = gst::ElementFactory::make("decodebin").build()?;
+            first_video_format(src, Some(decode)).map_err(|reason| ProbeError::File { path: shown, reason })
+        }
+    }
+}
+
+fn check_device(device: &Path) -> Result<(), ProbeError> {
+    use std::os::unix::fs::FileTypeExt;
+    let name = device.display().to_string();
+    match std::fs::metadata(device) {
+        Err(_) => Err(ProbeError::NoDevice { device: name }),
+        Ok(m) if !m.file_type().is_char_device() => Err(ProbeError::NotADevice { device: name }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// DeckLink display modes by name (`1080p30`, `1080p2997`, `1080i5994`, `720p60`...).
+pub fn decklink_mode(mode: &str) -> Option<SourceFormat> {
+    let (res, rate) = mode.split_once(['p', 'i'])?;
+    let interlaced = mode.contains('i');
+    let (width, height) = match res {
+        "2160" => (3840, 2160),
+        "1080" => (1920, 1080),
+        "720" => (1280, 720),
+        "576" => (720, 576),
+        "486" => (720, 486),
+        _ => return None,
+    };
+    let fps = match rate {
+        "2398" => Fps { num: 24000, den: 1001 },
+        "2997" => Fps { num: 30000, den: 1001 },
+        "5994" if interlaced => Fps { num: 30000, den: 1001 },
+        "5994" => Fps { num: 60000, den: 1001 },
+        "50" if interlaced => Fps { num: 25, den: 1 },
+        r => Fps { num: r.parse().ok()?, den: 1 },
+    };
+    Some(SourceFormat { width, height, fps })
+}
+
+/// Runs `src [! decode] ! fakesink` until the first video buffer, and reads its caps.
+fn first_video_format(src: gst::Element, decode: Option<gst::Element>) -> Result<SourceFormat, String> {
+    let pipeline = gst::Pipeline::new();
+    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<gst::Caps>(1);
+    let pad = sink.static_pad("sink").expect("fakesink has a sink pad");
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        if let Some(caps) = pad.current_caps() {
+            let _ = tx.try_send(caps);
+        }
+        gst::PadProbeReturn::Remove
+    });
+    pipeline.add_many([&src, &sink]).map_err(|e| e.to_string())?;
+    match decode {
+        None => src.link(&sink).map_err(|e| e.to_string())?,
+        Some(d) => {
+            pipeline.add(&d).map_err(|e| e.to_string())?;
+            src.link(&d).map_err(|e| e.to_string())?;
+            let sink_pad = pad.clone();
+            d.connect_pad_added(move |_, p| {
+                let is_video = p.current_caps().and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/"))).unwrap_or(false);
+                if is_video && !sink_pad.is_linked() {
+                    let _ = p.link(&sink_pad);
+                }
+            });
+        }
+    }
+    let bus = pipeline.bus().expect("pipeline bus");
+    pipeline.set_state(gst::State::Playing).map_err(|_| "cannot start".to_string())?;
+    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    let result = loop {
+        if let Ok(caps) = rx.try_recv() {
+            break parse_caps(&caps);
+        }
+        if std::time::Instant::now() > deadline {
+            break Err("timed out".into());
+        }
+        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(50), &[gst::MessageType::Error, gst::MessageType::Eos]) {
+            break Err(match msg.view() {
+                gst::MessageView::Error(e) => e.error().to_string(),
+                _ => "ended before any video".into(),
+            });
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+fn parse_caps(caps: &gst::Caps) -> Result<SourceFormat, String> {
+    let s = caps.structure(0).ok_or("no caps")?;
+    let width = s.get::<i32>("width").map_err(|_| "no width")? as u32;
+    let height = s.get::<i32>("height").map_err(|_| "no height")? as u32;
+    let fr = s.get::<gst::Fraction>("framerate").map_err(|_| "no frame rate")?;
+    if fr.numer() <= 0 || fr.denom() <= 0 {
+        return Err("variable frame rate".into());
+    }
+    Ok(SourceFormat { width, height, fps: Fps { num: fr.numer() as u32, den: fr.denom() as u32 } })
+}
+
+/// Video capture devices GStreamer sees (V4L2, DeckLink), for `fieldcast probe`.
+pub fn capture_devices() -> Vec<(String, String)> {
+    let monitor = gst::DeviceMonitor::new();
+    monitor.add_filter(Some("Video/Source"), None);
+    if monitor.start().is_err() {
+        return Vec::new();
+    }
+    let devices = monitor
+        .devices()
+        .iter()
+        .map(|d| {
+            let path = d
+                .properties()
+                .and_then(|p| p.get::<String>("device.path").ok().or_else(|| p.get::<String>("api.v4l2.path").ok()))
+                .unwrap_or_default();
+            (d.display_name().to_string(), path)
+        })
+        .collect();
+    monitor.stop();
+    devices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decklink_modes_map_to_sizes_and_rates() {
+        let f = decklink_mode("1080p2997").unwrap();
+        assert_eq!((f.width, f.height, f.fps), (1920, 1080, Fps { num: 30000, den: 1001 }));
+        assert_eq!(decklink_mode("1080i5994").unwrap().fps, Fps { num: 30000, den: 1001 });
+        assert_eq!(decklink_mode("720p60").unwrap().fps, Fps { num: 60, den: 1 });
+        assert!(decklink_mode("auto").is_none());
+    }
+
+    #[test]
+    fn a_missing_or_non_device_path_is_refused_before_gstreamer_runs() {
+        let src = Source::V4l2 { device: "/dev/video-none".into(), width: None, height: None, fps: None, format: None };
+        assert_eq!(resolve_format(&src).unwrap_err().to_string(), "source.device: /dev/video-none does not exist");
+        let src = Source::V4l2 { device: "/dev/null/x".into(), width: None, height: None, fps: None, format: None };
+        assert!(resolve_format(&src).is_err());
+        let src = Source::V4l2 { device: "/etc/hostname".into(), width: None, height: None, fps: None, format: None };
+        assert_eq!(resolve_format(&src).unwrap_err().to_string(), "source.device: /etc/hostname is not a character device");
+    }
+}

@@ -1,0 +1,150 @@
+//! Capture chains (test pattern, V4L2, DeckLink, file) and the shared audio
+//! chain (AAC-LC encoded once). Part of the builder: the only other file
+//! that creates elements.
+
+use super::build::{audio_source_element, BuildError};
+use super::plan::Plan;
+use super::stats::PipelineStats;
+use crate::config::Source;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::sync::Arc;
+
+/// Patterns that do not move: rendered once and repeated live (rendering
+/// SMPTE bars at 1080p costs ~11 ms a frame), with a running clock on top so
+/// a crew sees it is live.
+const STATIC_PATTERNS: &[&str] = &["smpte", "bars", "black", "colors", "gradient", "smpte100"];
+
+fn link(pipeline: &gst::Pipeline, els: &[&gst::Element], what: &str) -> Result<(), BuildError> {
+    pipeline.add_many(els.iter().copied())?;
+    gst::Element::link_many(els.iter().copied()).map_err(|_| BuildError::Link(what.into()))
+}
+
+/// Builds the capture; returns the element raw video comes out of, and for
+/// a file source the element its decoded audio comes out of.
+pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>) -> Result<(gst::Element, Option<gst::Element>), BuildError> {
+    let f = plan.format;
+    let fraction = gst::Fraction::new(f.fps.num as i32, f.fps.den as i32);
+    match &plan.source {
+        Source::Test { pattern, .. } => {
+            let caps = gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", f.width as i32)
+                .field("height", f.height as i32)
+                .field("framerate", fraction)
+                .build();
+            let overlay = gst::ElementFactory::make("timeoverlay")
+                .property("text", "fieldcast")
+                .property_from_str("halignment", "center")
+                .property_from_str("valignment", "bottom")
+                .property("font-desc", "Sans 28")
+                .property("shaded-background", true)
+                .build()
+                .map_err(|_| BuildError::MissingElement("timeoverlay (apt install gstreamer1.0-x)".into()))?;
+            let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+            if STATIC_PATTERNS.contains(&pattern.as_str()) {
+                let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("num-buffers", 1i32).build()?;
+                let freeze = gst::ElementFactory::make("imagefreeze").property("is-live", true).build()?;
+                link(pipeline, &[&src, &filter, &freeze, &overlay], "test pattern")?;
+            } else {
+                let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("is-live", true).build()?;
+                link(pipeline, &[&src, &filter, &overlay], "test pattern")?;
+            }
+            Ok((overlay, None))
+        }
+        Source::V4l2 { device, format, .. } => {
+            let src = gst::ElementFactory::make("v4l2src")
+                .property("device", device.to_string_lossy().as_ref())
+                .build()
+                .map_err(|_| BuildError::MissingElement("v4l2src (gstreamer1.0-plugins-good)".into()))?;
+            let mjpeg = format.as_deref().is_some_and(|x| x.eq_ignore_ascii_case("mjpg") || x.eq_ignore_ascii_case("mjpeg"));
+            let mut caps = gst::Caps::builder(if mjpeg { "image/jpeg" } else { "video/x-raw" })
+                .field("width", f.width as i32)
+                .field("height", f.height as i32)
+                .field("framerate", fraction);
+            if let (Some(fmt), false) = (format, mjpeg) {
+                caps = caps.field("format", fmt.as_str());
+            }
+            let filter = gst::ElementFactory::make("capsfilter").property("caps", caps.build()).build()?;
+            if mjpeg {
+                let dec = gst::ElementFactory::make("jpegdec").build()?;
+                link(pipeline, &[&src, &filter, &dec], "v4l2 mjpeg capture")?;
+                Ok((dec, None))
+            } else {
+                link(pipeline, &[&src, &filter], "v4l2 capture")?;
+                Ok((filter, None))
+            }
+        }
+        Source::DeckLink { device_number, mode, connection } => {
+            let src = gst::ElementFactory::make("decklinkvideosrc")
+                .property("device-number", *device_number as i32)
+                .build()
+                .map_err(|_| BuildError::MissingElement("decklinkvideosrc".into()))?;
+            super::build::set_from_str(&src, "mode", mode)?;
+            super::build::set_from_str(&src, "connection", connection)?;
+            let deint = gst::ElementFactory::make("deinterlace").build()?;
+            link(pipeline, &[&src, &deint], "decklink capture")?;
+            Ok((deint, None))
+        }
+        Source::File { path } => {
+            let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().as_ref()).build()?;
+            let decode = gst::ElementFactory::make("decodebin").build()?;
+            // Decoded media is paced to the clock, as a camera would deliver it.
+            let vq = gst::ElementFactory::make("queue").build()?;
+            let vsync = gst::ElementFactory::make("clocksync").build()?;
+            let aq = gst::ElementFactory::make("queue").build()?;
+            let aconv = gst::ElementFactory::make("audioconvert").build()?;
+            let async_ = gst::ElementFactory::make("clocksync").build()?;
+            link(pipeline, &[&src, &decode], "file source")?;
+            link(pipeline, &[&vq, &vsync], "file video")?;
+            link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
+            let (vq2, aq2) = (vq.clone(), aq.clone());
+            decode.connect_pad_added(move |_, pad| {
+                let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
+                let name = caps.as_ref().and_then(|c| c.structure(0)).map(|s| s.name().to_string()).unwrap_or_default();
+                let target = if name.starts_with("video/") { &vq2 } else if name.starts_with("audio/") { &aq2 } else { return };
+                if let Some(sink) = target.static_pad("sink")
+                    && !sink.is_linked()
+                {
+                    let _ = pad.link(&sink);
+                }
+            });
+            Ok((vsync, Some(async_)))
+        }
+    }
+}
+
+/// The shared audio: source -> 48 kHz (or 44.1) stereo -> AAC-LC once -> tee.
+pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Element>) -> Result<gst::Element, BuildError> {
+    let a = &plan.audio;
+    let src = match from_source {
+        Some(e) => e,
+        None => {
+            let e = audio_source_element(&a.audio.source, &plan.source)?
+                .ok_or_else(|| BuildError::Link("audio.source = file needs a file source".into()))?;
+            pipeline.add(&e)?;
+            e
+        }
+    };
+    let conv = gst::ElementFactory::make("audioconvert").build()?;
+    let resample = gst::ElementFactory::make("audioresample").build()?;
+    let raw = gst::Caps::builder("audio/x-raw").field("rate", a.sample_rate as i32).field("channels", a.channels as i32).build();
+    let raw_filter = gst::ElementFactory::make("capsfilter").property("caps", raw).build()?;
+    // voaacenc is constant-rate (128 kbit/s even on silence), so the declared
+    // audiodatarate stays truthful; avenc_aac drops to ~12 kbit/s on quiet input.
+    let enc = match gst::ElementFactory::make("voaacenc").property("bitrate", a.bitrate_bps as i32).build() {
+        Ok(e) => e,
+        Err(_) => gst::ElementFactory::make("avenc_aac")
+            .property("bitrate", a.bitrate_bps as i32)
+            .build()
+            .map_err(|_| BuildError::MissingElement("voaacenc (gstreamer1.0-plugins-bad) or avenc_aac (gstreamer1.0-libav)".into()))?,
+    };
+    let parse = gst::ElementFactory::make("aacparse").build()?;
+    let out = gst::Caps::builder("audio/mpeg").field("mpegversion", 4i32).field("stream-format", "raw").build();
+    let out_filter = gst::ElementFactory::make("capsfilter").property("caps", out).build()?;
+    let tee = gst::ElementFactory::make("tee").name("audio").build()?;
+    pipeline.add_many([&conv, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])?;
+    gst::Element::link_many([&src, &conv, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])
+        .map_err(|_| BuildError::Link("audio chain".into()))?;
+    Ok(tee)
+}

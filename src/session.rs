@@ -1,0 +1,127 @@
+//! A streaming session: one running pipeline plus one RTMP egress actor per
+//! publish. Starting a session resolves the source format, plans, builds and
+//! spawns; stopping ends the pipeline first (so recordings are finalised),
+//! then lets every egress drain and close its publish.
+
+use crate::board::BoardProfile;
+use crate::config::Config;
+use crate::egress::rtmp::{self, Backoff, EgressStatus, PublishMetadata, RtmpTarget};
+use crate::egress::MediaSender;
+use crate::pipeline::actor::{self, PipelineEvent, PipelineHandle};
+use crate::pipeline::build::{self, BuildError, Taps};
+use crate::pipeline::plan::{self, Plan, PlanError};
+use crate::pipeline::probe::{self, ProbeError};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Items an egress channel holds: about two seconds of video and audio.
+const EGRESS_CHANNEL: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The configuration cannot work with this source or board: not transient.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Start(#[from] actor::ActorError),
+}
+
+impl SessionError {
+    /// True when retrying cannot help until the config changes.
+    pub fn is_config(&self) -> bool {
+        matches!(self, SessionError::Plan(_) | SessionError::Build(BuildError::NoProperty { .. } | BuildError::BadValue { .. } | BuildError::BadCaps(_)))
+    }
+}
+
+pub struct Egress {
+    pub label: String,
+    pub status: watch::Receiver<EgressStatus>,
+    pub sender: MediaSender,
+    task: JoinHandle<()>,
+}
+
+pub struct Session {
+    pub plan: Plan,
+    pub pipeline: PipelineHandle,
+    pub events: mpsc::Receiver<PipelineEvent>,
+    pub egress: Vec<Egress>,
+}
+
+/// Resolves the input format and plans the ladder (no GStreamer pipeline yet).
+pub fn make_plan(config: &Config, board: &BoardProfile) -> Result<Plan, SessionError> {
+    let format = probe::resolve_format(&config.source)?;
+    Ok(plan::plan(config, board, format)?)
+}
+
+impl Session {
+    pub fn start(config: &Config, board: &BoardProfile) -> Result<Session, SessionError> {
+        let plan = make_plan(config, board)?;
+        let mut taps = Taps::default();
+        let mut egress = Vec::new();
+        for p in &plan.publishes {
+            let rung = plan.rungs.iter().find(|r| r.name == p.rung).expect("publishes name planned rungs");
+            let (sender, rx) = MediaSender::channel(EGRESS_CHANNEL);
+            let label = format!("{}/{}", p.destination, p.rung);
+            let target = RtmpTarget {
+                label: label.clone(),
+                url: p.url.clone(),
+                stream_name: p.stream_name.expose().to_string(),
+                metadata: PublishMetadata {
+                    width: rung.width,
+                    height: rung.height,
+                    framerate: rung.fps.as_f64(),
+                    video_kbps: (rung.bitrate_bps / 1000) as u32,
+                    audio_kbps: plan.audio.bitrate_bps / 1000,
+                    audio_sample_rate: plan.audio.sample_rate,
+                    audio_channels: plan.audio.channels,
+                },
+                backoff: Backoff { initial: config.egress.reconnect_initial, max: config.egress.reconnect_max },
+                connect_timeout: config.egress.connect_timeout,
+                ca_file: p.ca_file.clone(),
+            };
+            let (task, status) = rtmp::spawn(target, rx);
+            taps.video.entry(p.rung.clone()).or_default().push(sender.clone());
+            taps.audio.push(sender.clone());
+            egress.push(Egress { label, status, sender, task });
+        }
+        let built = build::build(&plan, &taps)?;
+        drop(taps);
+        let (pipeline, events) = match actor::spawn(built) {
+            Ok(x) => x,
+            Err(e) => {
+                egress.iter().for_each(|e| e.task.abort());
+                return Err(e.into());
+            }
+        };
+        info!(
+            board = %plan.board,
+            rungs = plan.rungs.len(),
+            publishes = plan.publishes.len(),
+            recording = ?pipeline.recording_dir,
+            "session started"
+        );
+        Ok(Session { plan, pipeline, events, egress })
+    }
+
+    /// Stops the pipeline, then waits (bounded) for each publish to close.
+    pub async fn stop(self) {
+        let Session { pipeline, egress, .. } = self;
+        pipeline.stop().await;
+        drop(pipeline);
+        for e in egress {
+            let Egress { label, sender, task, .. } = e;
+            drop(sender);
+            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+                warn!(%label, "egress did not close in time");
+            }
+        }
+        info!("session stopped");
+    }
+}
