@@ -79,9 +79,11 @@ mod tests {
             let before = Instant::now();
             let reported = schedule.wait().await;
             let waited = before.elapsed();
-            assert_eq!(waited, reported, "the clock moved by exactly the reported delay");
+            // Tokio timers have millisecond granularity: a sleep ends on the next tick.
+            let tick = Duration::from_millis(1);
+            assert!(waited >= reported && waited <= reported + tick, "slept {waited:?} for {reported:?}");
             let step = Duration::from_millis(step);
-            assert!(waited >= step / 2 && waited <= step, "{waited:?} not within [{:?}, {step:?}]", step / 2);
+            assert!(reported >= step / 2 && reported <= step, "{reported:?} not within [{:?}, {step:?}]", step / 2);
         }
     }
 
@@ -95,7 +97,7 @@ mod tests {
         schedule.reset();
         let before = Instant::now();
         schedule.wait().await;
-        assert!(before.elapsed() <= Duration::from_millis(100));
+        assert!(before.elapsed() <= Duration::from_millis(101));
     }
 
     #[test]

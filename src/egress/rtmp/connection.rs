@@ -2,7 +2,7 @@
 //! handshake, `connect`, `createStream` + `publish`, then media messages out
 //! and server messages (acks, pings, status codes) in.
 
-use super::EgressError;
+use super::{EgressError, Stage};
 use super::feed::Outgoing;
 use super::redact::Redactor;
 use super::transport::{self, Io};
@@ -19,8 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::ClientConfig;
 use tracing::{debug, trace};
 
-/// Sent as `flashVer`; ingest servers recognise encoders by the FMLE prefix.
-const FLASH_VERSION: &str = "FMLE/3.0 (compatible; fieldcast)";
+/// Sent as `flashVer`: the string hardware and software encoders (OBS too)
+/// send, which ingest servers recognise. nginx-rtmp keeps only 31 bytes.
+const FLASH_VERSION: &str = "FMLE/3.0 (compatible; FMSc/1.0)";
 const READ_BUFFER: usize = 16 * 1024;
 
 /// Steps of the setup the server confirms.
@@ -118,14 +119,15 @@ impl Connection {
     /// acknowledgements, and turns server-side failures into errors.
     pub async fn handle_read(&mut self, n: usize) -> Result<(), EgressError> {
         if n == 0 {
-            return Err(EgressError::Closed);
+            return Err(EgressError::Closed { stage: Stage::Publishing });
         }
         let results = self.session.handle_input(&self.read_buf[..n]).map_err(EgressError::Session)?;
         self.apply(results).await.map(drop)
     }
 
-    /// Ends the publish (`deleteStream`) and closes the connection, best effort.
-    pub async fn close(mut self) {
+    /// Ends the publish (`deleteStream`) and closes the connection, best
+    /// effort. Returns the bytes written over the connection's life.
+    pub async fn close(mut self) -> u64 {
         let result = async {
             let results = self.session.stop_publishing().map_err(EgressError::Session)?;
             self.apply(results).await?;
@@ -136,13 +138,18 @@ impl Connection {
         if let Err(e) = result {
             debug!(error = %self.redactor.apply(&e.to_string()), "closing the publish failed");
         }
+        self.bytes_written
     }
 
     async fn await_milestone(&mut self, want: Milestone, seen: &mut Vec<Milestone>) -> Result<(), EgressError> {
+        let stage = match want {
+            Milestone::Connected => Stage::Connect,
+            Milestone::Publishing => Stage::Publish,
+        };
         while !seen.contains(&want) {
             let n = self.readable().await.map_err(EgressError::Io)?;
             if n == 0 {
-                return Err(EgressError::Closed);
+                return Err(EgressError::Closed { stage });
             }
             let results = self.session.handle_input(&self.read_buf[..n]).map_err(EgressError::Session)?;
             seen.extend(self.apply(results).await?);
@@ -182,7 +189,7 @@ impl Connection {
                 }
             }
             ClientSessionEvent::UnhandleableAmf0Command { command_name, .. } if command_name == "close" => {
-                Err(EgressError::Closed)
+                Err(EgressError::Closed { stage: Stage::Publishing })
             }
             ClientSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
                 debug!(command = %self.redactor.apply(&command_name), "server command ignored");
@@ -223,7 +230,7 @@ async fn handshake(io: &mut Box<dyn Io>) -> Result<(Vec<u8>, u64), EgressError> 
     loop {
         let n = io.read(&mut buf).await.map_err(EgressError::Io)?;
         if n == 0 {
-            return Err(EgressError::Closed);
+            return Err(EgressError::Closed { stage: Stage::Handshake });
         }
         match handshake.process_bytes(&buf[..n]).map_err(EgressError::Handshake)? {
             HandshakeProcessResult::InProgress { response_bytes } => {

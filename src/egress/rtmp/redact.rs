@@ -14,17 +14,11 @@ pub(crate) struct Redactor {
 impl Redactor {
     pub fn new(url: &IngestUrl, stream_name: &str) -> Redactor {
         let app = url.app();
-        // Everything after the application's first segment is a token (or query).
+        // Everything after the application's first segment is a token (or a
+        // query); masking it masks the app and tcUrl too ("rtmp://h/live/***").
         let tail = app.find(['/', '?']).map(|i| &app[i + 1..]).unwrap_or("");
-        let mut secrets: Vec<String> = [url.tc_url().as_str(), app, tail, stream_name]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        // An app without a token ("live") is public; only mask it as part of longer secrets.
-        if tail.is_empty() {
-            secrets.retain(|s| s != app);
-        }
+        let mut secrets: Vec<String> =
+            [tail, stream_name].into_iter().filter(|s| !s.is_empty()).map(str::to_owned).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Redactor { secrets }
@@ -49,13 +43,14 @@ mod tests {
     fn masks_the_token_the_stream_key_and_the_tc_url() {
         let url = IngestUrl::parse("rtmp://h:1935/live/t0ken?sig=abc").unwrap();
         let r = Redactor::new(&url, "key-123");
-        let shown = r.apply("app live/t0ken?sig=abc at rtmp://h:1935/live/t0ken?sig=abc stream key-123, token t0ken?sig=abc");
-        assert_eq!(shown, "app *** at *** stream ***, token ***");
+        let shown = r.apply("app live/t0ken?sig=abc at rtmp://h:1935/live/t0ken?sig=abc stream key-123");
+        assert_eq!(shown, "app live/*** at rtmp://h:1935/live/*** stream ***");
     }
 
     #[test]
-    fn leaves_a_public_app_name_alone() {
-        let r = Redactor::new(&IngestUrl::parse("rtmp://h/live").unwrap(), "secret_1080p");
-        assert_eq!(r.apply("live app refused secret_1080p"), "live app refused ***");
+    fn leaves_a_public_app_name_and_url_alone() {
+        let url = IngestUrl::parse("rtmp://h/live").unwrap();
+        let r = Redactor::new(&url, "secret_1080p");
+        assert_eq!(r.apply(&format!("{url} live refused secret_1080p")), "rtmp://h:1935/live live refused ***");
     }
 }

@@ -1,0 +1,386 @@
+//! RTMP/RTMPS publisher: one actor (tokio task) per (destination, rung) that
+//! owns its connection, publishes the rung's media channel, and reconnects by
+//! itself after any failure, continuing the same timeline.
+//!
+//! A publish is: TCP (+TLS) -> handshake -> `connect(app, tcUrl)` ->
+//! `publish(stream, "live")` -> `@setDataFrame/onMetaData` -> AVC and AAC
+//! sequence headers -> media from the next keyframe. While no publish is up
+//! (connecting, backing off) the channel is drained and discarded, so a
+//! reconnect never bursts old media: it resumes at the next keyframe with the
+//! pipeline's running-time timestamps.
+//!
+//! Secrets (token in the app path, the stream name, the tcUrl) never reach
+//! logs or [`EgressStatus`]: logs show the target label and the redacted URL.
+
+mod backoff;
+mod connection;
+mod feed;
+mod redact;
+mod transport;
+
+pub use backoff::{Backoff, BackoffSchedule};
+pub use transport::{TlsConfigError, TransportError, tls_config};
+
+use super::Media;
+use super::url::{IngestUrl, Scheme};
+use connection::{Connection, Request};
+use feed::{Feed, Outgoing};
+use redact::Redactor;
+use rml_rtmp::handshake::HandshakeError;
+use rml_rtmp::sessions::{ClientSessionError, StreamMetadata};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::rustls::ClientConfig;
+use tracing::{error, info, instrument, warn};
+
+/// A publish that stayed up this long proves the path healthy: the next
+/// failure starts the backoff from its initial delay again.
+const STABLE_PUBLISH: Duration = Duration::from_secs(10);
+/// A write that makes no progress this long means the server is gone.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+/// FLV codec ids declared in onMetaData.
+const FLV_CODEC_AVC: u32 = 7;
+const FLV_CODEC_AAC: u32 = 10;
+
+/// What `onMetaData` declares. Bitrates are kbit/s and must be truthful:
+/// channels flag a track whose measured rate is off by 2x.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublishMetadata {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: f64,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    pub audio_sample_rate: u32,
+    pub audio_channels: u32,
+}
+
+/// Metadata a channel would reject.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error("videodatarate is 0; ingest requires a non-zero, truthful video bitrate")]
+    ZeroVideoBitrate,
+    #[error("audiodatarate is 0; ingest requires a non-zero, truthful audio bitrate")]
+    ZeroAudioBitrate,
+}
+
+impl PublishMetadata {
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if self.video_kbps == 0 {
+            return Err(MetadataError::ZeroVideoBitrate);
+        }
+        if self.audio_kbps == 0 {
+            return Err(MetadataError::ZeroAudioBitrate);
+        }
+        Ok(())
+    }
+
+    fn stream_metadata(&self) -> StreamMetadata {
+        StreamMetadata {
+            video_width: Some(self.width),
+            video_height: Some(self.height),
+            video_codec_id: Some(FLV_CODEC_AVC),
+            video_frame_rate: Some(self.framerate as f32),
+            video_bitrate_kbps: Some(self.video_kbps),
+            audio_codec_id: Some(FLV_CODEC_AAC),
+            audio_bitrate_kbps: Some(self.audio_kbps),
+            audio_sample_rate: Some(self.audio_sample_rate),
+            audio_channels: Some(self.audio_channels),
+            audio_is_stereo: Some(self.audio_channels == 2),
+            encoder: Some(concat!("fieldcast ", env!("CARGO_PKG_VERSION")).to_owned()),
+        }
+    }
+}
+
+/// One publish destination for one rung. `Debug` hides the stream name.
+#[derive(Clone)]
+pub struct RtmpTarget {
+    /// Shown in logs and status, e.g. `primary/1080p`. Must hold no secret.
+    pub label: String,
+    pub url: IngestUrl,
+    /// The stream name (key) to publish; treated as a secret.
+    pub stream_name: String,
+    pub metadata: PublishMetadata,
+    pub backoff: Backoff,
+    /// Bound on TCP + TLS + handshake + connect + publish.
+    pub connect_timeout: Duration,
+    /// Extra PEM CA certificates trusted for `rtmps://`, beside the web roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RtmpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtmpTarget")
+            .field("label", &self.label)
+            .field("url", &self.url)
+            .field("stream_name", &"***")
+            .field("metadata", &self.metadata)
+            .field("backoff", &self.backoff)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize, PartialEq, Eq)]
+pub enum EgressState {
+    /// First connection attempt.
+    Connecting,
+    Publishing,
+    /// Backing off or reconnecting after a failure.
+    Reconnecting,
+    /// The media channel closed (or the target was refused); the actor has ended.
+    Stopped,
+}
+
+/// Telemetry of one egress actor. Never holds a secret.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EgressStatus {
+    pub label: String,
+    pub state: EgressState,
+    /// Bytes written on connections that reached the publishing state.
+    pub bytes_sent: u64,
+    pub video_frames_sent: u64,
+    pub audio_frames_sent: u64,
+    /// Media items discarded while not publishing or waiting for a keyframe.
+    pub media_discarded: u64,
+    /// Failures followed by a new attempt.
+    pub reconnects: u32,
+    /// The latest failure, redacted.
+    pub last_error: Option<String>,
+}
+
+/// Why a publish attempt or a running publish failed. Displays never
+/// include secrets: URLs are [`IngestUrl`]s (redacted by `Display`), server
+/// text passes through the target's redactor.
+#[derive(Debug, Error)]
+pub enum EgressError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("RTMPS configuration")]
+    TlsConfig(#[from] TlsConfigError),
+    #[error("no accepted publish on {url} within {after:?}")]
+    ConnectTimeout { url: IngestUrl, after: Duration },
+    #[error("RTMP handshake failed")]
+    Handshake(#[source] HandshakeError),
+    #[error("RTMP session error")]
+    Session(#[source] ClientSessionError),
+    #[error("server rejected the connect: {description}")]
+    ConnectRejected { description: String },
+    #[error("server status {code}")]
+    ServerStatus { code: String },
+    #[error("server closed the connection {stage}")]
+    Closed { stage: Stage },
+    #[error("socket error")]
+    Io(#[source] std::io::Error),
+    #[error("server stopped reading: a write made no progress for {after:?}")]
+    WriteStalled { after: Duration },
+}
+
+/// Where in a publish's life something happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Handshake,
+    /// After `connect` (a refused app or token).
+    Connect,
+    /// After `publish` (a refused stream name).
+    Publish,
+    Publishing,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Handshake => "during the RTMP handshake",
+            Stage::Connect => "after connect (application or token refused?)",
+            Stage::Publish => "after publish (stream name refused?)",
+            Stage::Publishing => "while publishing",
+        })
+    }
+}
+
+/// Starts the publisher for `target`, reading media from `rx`. The task ends
+/// (status [`EgressState::Stopped`]) once every sender of `rx` is dropped.
+pub fn spawn(target: RtmpTarget, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+    let (status_tx, status_rx) = watch::channel(EgressStatus {
+        label: target.label.clone(),
+        state: EgressState::Connecting,
+        bytes_sent: 0,
+        video_frames_sent: 0,
+        audio_frames_sent: 0,
+        media_discarded: 0,
+        reconnects: 0,
+        last_error: None,
+    });
+    (tokio::spawn(run(target, rx, status_tx)), status_rx)
+}
+
+#[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]
+async fn run(target: RtmpTarget, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+    if let Err(e) = target.metadata.validate() {
+        error!(error = %e, "refusing to publish");
+        status.send_modify(|s| {
+            s.state = EgressState::Stopped;
+            s.last_error = Some(e.to_string());
+        });
+        return;
+    }
+    let redactor = Redactor::new(&target.url, &target.stream_name);
+    let mut feed = Feed::default();
+    let mut schedule = target.backoff.schedule();
+    let mut tls = None;
+    loop {
+        let connected = tokio::select! {
+            r = connect(&target, &mut tls, &redactor) => r,
+            // The pipeline is gone while we were connecting: nothing left to publish.
+            () = discard_until_closed(&mut rx, &mut feed, &status) => break,
+        };
+        let failure = match connected {
+            Ok(conn) => {
+                let since = Instant::now();
+                match publish(conn, &target.metadata, &mut rx, &mut feed, &status).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if since.elapsed() >= STABLE_PUBLISH {
+                            schedule.reset();
+                        }
+                        e
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        let delay = schedule.next_delay();
+        let message = redactor.apply(&error_chain(&failure));
+        warn!(error = %message, retry_in = ?delay, "publish failed; reconnecting");
+        status.send_modify(|s| {
+            s.state = EgressState::Reconnecting;
+            s.reconnects += 1;
+            s.last_error = Some(message);
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = discard_until_closed(&mut rx, &mut feed, &status) => break,
+        }
+    }
+    status.send_modify(|s| s.state = EgressState::Stopped);
+    info!("media channel closed; egress stopped");
+}
+
+/// One attempt, from TCP connect to an accepted publish, bounded by the connect timeout.
+async fn connect(
+    target: &RtmpTarget,
+    tls: &mut Option<Arc<ClientConfig>>,
+    redactor: &Redactor,
+) -> Result<Connection, EgressError> {
+    if target.url.scheme() == Scheme::Rtmps && tls.is_none() {
+        *tls = Some(tls_config(target.ca_file.as_deref())?);
+    }
+    let request = Request {
+        url: &target.url,
+        stream_name: &target.stream_name,
+        tls: tls.as_ref(),
+        write_timeout: WRITE_STALL,
+        redactor,
+    };
+    tokio::time::timeout(target.connect_timeout, Connection::publish(request))
+        .await
+        .map_err(|_| EgressError::ConnectTimeout { url: target.url.clone(), after: target.connect_timeout })?
+}
+
+/// Runs an accepted publish until the channel closes (`Ok`, after closing
+/// the publish cleanly) or the connection fails (`Err`).
+async fn publish(
+    mut conn: Connection,
+    metadata: &PublishMetadata,
+    rx: &mut mpsc::Receiver<Media>,
+    feed: &mut Feed,
+    status: &watch::Sender<EgressStatus>,
+) -> Result<(), EgressError> {
+    let bytes_before = status.borrow().bytes_sent;
+    conn.send_metadata(&metadata.stream_metadata()).await?;
+    feed.begin_publish();
+    status.send_modify(|s| {
+        s.state = EgressState::Publishing;
+        s.bytes_sent = bytes_before + conn.bytes_written;
+    });
+    info!("publishing; media starts at the next keyframe");
+    let mut out = Vec::new();
+    let result = loop {
+        tokio::select! {
+            // Server traffic (pings, acks, error statuses, a close) is handled
+            // as it arrives, not only when media is flowing.
+            read = conn.readable() => {
+                let handled = match read {
+                    Ok(n) => conn.handle_read(n).await,
+                    Err(e) => Err(EgressError::Io(e)),
+                };
+                if let Err(e) = handled {
+                    break Err(e);
+                }
+            }
+            media = rx.recv() => {
+                let Some(media) = media else { break Ok(()) };
+                let accepted = feed.accept(media, &mut out);
+                let video = out.iter().filter(|o| matches!(o, Outgoing::Video(_))).count() as u64;
+                let audio = out.iter().filter(|o| matches!(o, Outgoing::Audio(_))).count() as u64;
+                let sent = async {
+                    for item in out.drain(..) {
+                        conn.send(&item).await?;
+                    }
+                    Ok::<_, EgressError>(())
+                }
+                .await;
+                if let Err(e) = sent {
+                    break Err(e);
+                }
+                status.send_modify(|s| {
+                    s.bytes_sent = bytes_before + conn.bytes_written;
+                    s.video_frames_sent += video;
+                    s.audio_frames_sent += audio;
+                    s.media_discarded += u64::from(!accepted);
+                });
+            }
+        }
+    };
+    feed.end_publish();
+    if result.is_ok() {
+        let written = conn.close().await;
+        status.send_modify(|s| s.bytes_sent = bytes_before + written);
+    }
+    result
+}
+
+/// Reads the channel while no publish is up, keeping codec configurations
+/// and discarding media; returns when every sender is gone.
+async fn discard_until_closed(
+    rx: &mut mpsc::Receiver<Media>,
+    feed: &mut Feed,
+    status: &watch::Sender<EgressStatus>,
+) {
+    let mut out = Vec::new();
+    while let Some(media) = rx.recv().await {
+        if !feed.accept(media, &mut out) {
+            status.send_modify(|s| s.media_discarded += 1);
+        }
+        debug_assert!(out.is_empty(), "nothing is sent without a publish");
+        out.clear();
+    }
+}
+
+/// An error and its sources, `: `-separated, for logs and status.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,64 @@
+//! `fieldcast check-config`: invalid configs print the precise error and exit
+//! with the config-error code (78, which systemd will not restart); a valid
+//! one prints the resolved plan with every secret redacted.
+
+use std::process::Command;
+
+const EXIT_CONFIG: i32 = 78;
+
+fn check(config: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args(["check-config", path.to_str().unwrap()])
+        .env("FIELDCAST_BOARD_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/board"))
+        .output()
+        .expect("run fieldcast");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
+    let cases: &[(&str, &str)] = &[
+        ("[ladder]\ngop_seconds = 11\n", "ladder.gop_seconds: 11 is outside 0.5..10 seconds"),
+        ("[source]\nwidth = 1280\nheight = 720\n", "ladder.rungs[0]: `1080p` is 1920x1080, larger than the 1280x720 source"),
+        (
+            "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 900 }, { width = 640, height = 360, bitrate_kbps = 900 }]\n",
+            "ladder.rungs[1].bitrate_kbps: 900 is used by another rung",
+        ),
+        ("[[destination]]\nurl = \"srt://h:9000\"\n", "destination[0].url: scheme `srt` is not supported"),
+        ("[[destination]]\nurl = \"rtmp://h/live\"\ntarget = \"basic\"\n", "destination[0].target: the ladder needs 11028 kbit/s with audio, over the 5000 kbit/s cap"),
+        ("[ladder]\ngop_seconds = [\n", "config.toml:3:1: invalid array"),
+        ("[ladder]\ngop = 2\n", "unknown field `gop`"),
+        ("board = \"rpi4\"\n", "needs 112 Mpixel/s, over the 62 Mpixel/s the `rpi4` encoder sustains"),
+        ("board = \"nope\"\n", "unknown board `nope`"),
+    ];
+    for (config, expected) in cases {
+        let (code, _out, err) = check(config);
+        assert_eq!(code, EXIT_CONFIG, "exit code for {config:?}: {err}");
+        assert!(err.contains(expected), "for {config:?} expected {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_valid_config_prints_the_plan_and_no_secret() {
+    let (code, out, err) = check(
+        "[[destination]]\nname = \"primary\"\nurl = \"rtmps://ingest.example.com:2935/live/t0kenSECRET\"\n\
+         stream = \"{rung}_{key}\"\nkey = \"k3ySECRET\"\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "board:     generic",
+        "1080p    1920x1080 30 fps 5500 kbit/s CBR, scaled from capture",
+        "360p     640x360 30 fps 800 kbit/s CBR, scaled from 960x540",
+        "x264enc",
+        "bitrate=5500",
+        "key-int-max=60",
+        "publish:   primary/720p -> rtmps://ingest.example.com:2935/live/*** stream `720p_***`",
+        "GOP:       60 frames (2.000 s)",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+}

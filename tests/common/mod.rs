@@ -1,0 +1,78 @@
+//! Helpers shared by the end-to-end tests: a private nginx-rtmp channel
+//! ([`nginx`]), ffprobe as the judge of what arrived ([`ffprobe`]), a live
+//! GStreamer H.264/AAC source feeding egress channels ([`source`]), a test
+//! CA for RTMPS ([`tls`]), free ports and condition waits.
+#![allow(dead_code)]
+
+pub mod ffprobe;
+pub mod nginx;
+pub mod source;
+pub mod tls;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+/// Polls `condition` every 50 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`wait_for`] for async tests: yields to the runtime between polls.
+pub async fn wait_for_async(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether something accepts TCP connections on `127.0.0.1:port`.
+pub fn port_accepts(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// Runs a command to completion, killing it after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn command");
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = done_tx.send(());
+        out
+    });
+    if done_rx.recv_timeout(timeout).is_err() {
+        kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    waiter.join().unwrap().expect("wait for command")
+}
+
+/// Sends `signal` to one process we started.
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// Waits up to `timeout` for a child to exit; true if it did.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> bool {
+    wait_for(timeout, || matches!(child.try_wait(), Ok(Some(_))))
+}
