@@ -113,7 +113,10 @@ impl Session {
     /// Stops the pipeline, then waits (bounded) for each publish to close.
     pub async fn stop(self) {
         let Session { pipeline, egress, .. } = self;
-        pipeline.stop().await;
+        // Bounded: a wedged GStreamer element must not keep the box from stopping.
+        if tokio::time::timeout(Duration::from_secs(15), pipeline.stop()).await.is_err() {
+            warn!("the pipeline did not stop within 15 s; continuing without it");
+        }
         drop(pipeline);
         for e in egress {
             let Egress { label, sender, task, .. } = e;

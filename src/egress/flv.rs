@@ -176,7 +176,12 @@ mod tests {
 
     #[test]
     fn video_and_audio_tags_use_dts_and_pts() {
-        let v = VideoFrame { pts_ns: 2_066_666_667, dts_ns: 2_000_000_000, keyframe: false, data: Bytes::from_static(b"au") };
+        let v = VideoFrame {
+            pts_ns: 2_066_666_667,
+            dts_ns: 2_000_000_000,
+            keyframe: false,
+            data: Bytes::from_static(b"au"),
+        };
         let t = video_tag(&v);
         assert_eq!(t.timestamp, 2000);
         assert_eq!(&t.body[..], b"\x27\x01\x00\x00\x43au");

@@ -358,11 +358,7 @@ async fn publish(
 
 /// Reads the channel while no publish is up, keeping codec configurations
 /// and discarding media; returns when every sender is gone.
-async fn discard_until_closed(
-    rx: &mut mpsc::Receiver<Media>,
-    feed: &mut Feed,
-    status: &watch::Sender<EgressStatus>,
-) {
+async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, feed: &mut Feed, status: &watch::Sender<EgressStatus>) {
     let mut out = Vec::new();
     while let Some(media) = rx.recv().await {
         if !feed.accept(media, &mut out) {
@@ -383,4 +379,66 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata() -> PublishMetadata {
+        PublishMetadata {
+            width: 1920,
+            height: 1080,
+            framerate: 29.97,
+            video_kbps: 5500,
+            audio_kbps: 128,
+            audio_sample_rate: 48_000,
+            audio_channels: 2,
+        }
+    }
+
+    #[test]
+    fn onmetadata_declares_avc_aac_bitrates_and_the_encoder() {
+        let m = metadata().stream_metadata();
+        assert_eq!((m.video_codec_id, m.audio_codec_id), (Some(7), Some(10)));
+        assert_eq!((m.video_bitrate_kbps, m.audio_bitrate_kbps), (Some(5500), Some(128)));
+        assert_eq!((m.video_width, m.video_height, m.video_frame_rate), (Some(1920), Some(1080), Some(29.97)));
+        assert_eq!((m.audio_sample_rate, m.audio_channels, m.audio_is_stereo), (Some(48_000), Some(2), Some(true)));
+        assert_eq!(m.encoder.as_deref(), Some(concat!("fieldcast ", env!("CARGO_PKG_VERSION"))));
+    }
+
+    #[test]
+    fn zero_bitrates_are_refused_because_channels_reject_them() {
+        assert_eq!(metadata().validate(), Ok(()));
+        let no_video = PublishMetadata { video_kbps: 0, ..metadata() };
+        assert_eq!(no_video.validate(), Err(MetadataError::ZeroVideoBitrate));
+        let no_audio = PublishMetadata { audio_kbps: 0, ..metadata() };
+        assert_eq!(no_audio.validate(), Err(MetadataError::ZeroAudioBitrate));
+    }
+
+    #[test]
+    fn a_target_debug_shows_neither_token_nor_stream_key() {
+        let target = RtmpTarget {
+            label: "primary/1080p".into(),
+            url: IngestUrl::parse("rtmps://h:2935/live/t0ken").unwrap(),
+            stream_name: "key-123".into(),
+            metadata: metadata(),
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            ca_file: None,
+        };
+        let shown = format!("{target:?}");
+        assert!(shown.contains("primary/1080p") && shown.contains("rtmps://h:2935/live/***"), "{shown}");
+        assert!(!shown.contains("t0ken") && !shown.contains("key-123"), "{shown}");
+    }
+
+    #[test]
+    fn errors_print_their_whole_chain() {
+        let url = IngestUrl::parse("rtmp://h/live/t0ken").unwrap();
+        let source = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let error = EgressError::Transport(TransportError::Tcp { url, source });
+        assert_eq!(error_chain(&error), "TCP connect to rtmp://h:1935/live/*** failed: connection refused");
+        let closed = EgressError::Closed { stage: Stage::Connect };
+        assert_eq!(closed.to_string(), "server closed the connection after connect (application or token refused?)");
+    }
 }

@@ -99,6 +99,9 @@ fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<Atom
                 BusEvent::Public(PipelineEvent::Warning { element: source_name(&msg), message: w.error().to_string() })
             }
             gst::MessageView::Eos(_) => BusEvent::Eos,
+            gst::MessageView::Application(a) if a.structure().is_some_and(|s| s.name() == super::build::SOURCE_ENDED) => {
+                BusEvent::Public(PipelineEvent::Eos)
+            }
             gst::MessageView::StateChanged(s)
                 if msg.src().is_some_and(|src| src.type_() == gst::Pipeline::static_type())
                     && s.current() == gst::State::Playing =>
@@ -146,9 +149,16 @@ async fn run(
     };
     // EOS through every branch so muxers write their trailers, bounded in time.
     debug!("stopping: sending EOS");
-    pipeline.send_event(gst::event::Eos::new());
-    for pad in &eos_pads {
-        pad.send_event(gst::event::Eos::new());
+    // Sending EOS can block behind a stalled streaming thread: never on a runtime worker.
+    let (p, pads) = (pipeline.clone(), eos_pads.clone());
+    let send = tokio::task::spawn_blocking(move || {
+        p.send_event(gst::event::Eos::new());
+        for pad in &pads {
+            pad.send_event(gst::event::Eos::new());
+        }
+    });
+    if tokio::time::timeout(STOP_TIMEOUT, send).await.is_err() {
+        warn!("EOS could not be delivered (a streaming thread is stuck)");
     }
     let drained = tokio::time::timeout(STOP_TIMEOUT, async {
         while let Some(ev) = bus.recv().await {
@@ -165,7 +175,10 @@ async fn run(
     }
     done.store(true, Ordering::Release);
     let p = pipeline.clone();
-    let _ = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null)).await;
+    let null = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null));
+    if tokio::time::timeout(STOP_TIMEOUT, null).await.is_err() {
+        warn!("the pipeline did not reach NULL in time; abandoning it");
+    }
     drop(pipeline);
     info!("pipeline stopped");
     if let Some(r) = reply {

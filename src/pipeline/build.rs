@@ -118,6 +118,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     let frame_ns = plan.format.fps.frame_ns();
     keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns);
     super::stats::install_capture_probe(&capture_tee.static_pad("sink").expect("tee sink"), stats.clone());
+    watch_capture_eos(&capture_tee);
 
     // The cascade: each node scaled from its parent's tee.
     let mut tees: Vec<gst::Element> = vec![capture_tee];
@@ -139,7 +140,8 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
 
     // Audio, encoded once.
     let audio_tee = super::source::audio(&pipeline, plan, audio_from_source)?;
-    if !taps.audio.is_empty() {
+    // Always consumed, even with no publish: a tee with no branch stops the source.
+    {
         let q = queue(50)?;
         let sink = audio_appsink(taps.audio.clone())?;
         pipeline.add_many([&q, &sink])?;
@@ -162,6 +164,23 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         }
     }
     Ok(Built { pipeline, stats, recording_dir, eos_pads })
+}
+
+/// Name of the bus message posted when the capture ends (a file source):
+/// live audio never ends by itself, so the pipeline would never post EOS.
+pub const SOURCE_ENDED: &str = "fieldcast-source-ended";
+
+fn watch_capture_eos(tee: &gst::Element) {
+    let pad = tee.static_pad("sink").expect("tee sink");
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+        if let Some(ev) = info.event()
+            && ev.type_() == gst::EventType::Eos
+            && let Some(parent) = pad.parent_element()
+        {
+            let _ = parent.post_message(gst::message::Application::new(gst::Structure::new_empty(SOURCE_ENDED)));
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// One rung: queue, the board's input chain, the encoder set from its
@@ -228,6 +247,9 @@ fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> Result<gst
     let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
     let sink = gst_app::AppSink::builder()
         .sync(false)
+        // Never wait to preroll: with a non-live source (file) beside live
+        // audio, a prerolling sink would deadlock the start.
+        .async_(false)
         .max_buffers(60)
         .callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -264,6 +286,9 @@ fn audio_appsink(senders: Vec<MediaSender>) -> Result<gst::Element, BuildError> 
     let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
     let sink = gst_app::AppSink::builder()
         .sync(false)
+        // Never wait to preroll: with a non-live source (file) beside live
+        // audio, a prerolling sink would deadlock the start.
+        .async_(false)
         .max_buffers(100)
         .callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -323,6 +348,7 @@ fn record_rung(
         .property("max-size-time", segment.as_nanos() as u64)
         .property("muxer", &muxer)
         .property("async-finalize", false)
+        .property("async-handling", true)
         .build()?;
     let vq = queue(60)?;
     let aq = queue(100)?;

@@ -97,19 +97,39 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             let async_ = gst::ElementFactory::make("clocksync").build()?;
             link(pipeline, &[&src, &decode], "file source")?;
             link(pipeline, &[&vq, &vsync], "file video")?;
-            link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
-            let (vq2, aq2) = (vq.clone(), aq.clone());
+            // The file's audio is used only when asked for; otherwise a pad
+            // that appears is discarded (created on demand: a sink that never
+            // sees data would never see EOS either).
+            let use_audio = plan.audio.audio.source == crate::config::AudioSource::File;
+            if use_audio {
+                link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
+            }
+            let vq2 = vq.clone();
+            let aq2 = use_audio.then(|| aq.clone());
+            let weak = pipeline.downgrade();
             decode.connect_pad_added(move |_, pad| {
                 let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
                 let name = caps.as_ref().and_then(|c| c.structure(0)).map(|s| s.name().to_string()).unwrap_or_default();
-                let target = if name.starts_with("video/") { &vq2 } else if name.starts_with("audio/") { &aq2 } else { return };
-                if let Some(sink) = target.static_pad("sink")
+                let target = if name.starts_with("video/") {
+                    Some(vq2.clone())
+                } else if name.starts_with("audio/") {
+                    aq2.clone().or_else(|| {
+                        let p = weak.upgrade()?;
+                        let sink = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build().ok()?;
+                        p.add(&sink).ok()?;
+                        sink.sync_state_with_parent().ok()?;
+                        Some(sink)
+                    })
+                } else {
+                    None
+                };
+                if let Some(sink) = target.and_then(|t| t.static_pad("sink"))
                     && !sink.is_linked()
                 {
                     let _ = pad.link(&sink);
                 }
             });
-            Ok((vsync, Some(async_)))
+            Ok((vsync, use_audio.then_some(async_)))
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn probe(args: &[&str], input: &str) -> Value {
-    let out = run_with_timeout(Command::new("ffprobe").args(["-v", "error", "-of", "json"]).args(args).arg(input), TIMEOUT);
+    let out =
+        run_with_timeout(Command::new("ffprobe").args(["-v", "error", "-of", "json"]).args(args).arg(input), TIMEOUT);
     assert!(out.status.success(), "ffprobe {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
@@ -82,4 +83,42 @@ pub fn measured_bitrate(packets: &[Packet], frame_s: f64) -> f64 {
     let bytes: u64 = packets.iter().map(|p| p.size).sum();
     let span = packets.last().unwrap().dts - packets.first().unwrap().dts + frame_s;
     bytes as f64 * 8.0 / span
+}
+
+/// The first `count` packets a live subscriber receives from `url`, as
+/// (`"video"` / `"audio"`, packet), with the server's (absolute) timestamps.
+pub fn live_packets(url: &str, count: usize) -> Vec<(String, Packet)> {
+    let interval = format!("%+#{count}");
+    let json =
+        probe(&["-read_intervals", &interval, "-show_entries", "packet=codec_type,pts_time,dts_time,flags,size"], url);
+    json["packets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let packet = Packet {
+                pts: num(&p["pts_time"]),
+                dts: num(&p["dts_time"]),
+                keyframe: p["flags"].as_str().unwrap_or("").contains('K'),
+                size: num(&p["size"]) as u64,
+            };
+            (p["codec_type"].as_str().unwrap_or("").to_owned(), packet)
+        })
+        .collect()
+}
+
+/// What ffmpeg complains about while decoding every frame of `file` (empty: clean).
+pub fn decode_errors(file: &Path) -> String {
+    let out = run_with_timeout(
+        Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-i"]).arg(file).args(["-f", "null", "-"]),
+        TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "ffmpeg could not decode {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -38,18 +38,16 @@ impl TestSource {
     pub fn start(spec: &SourceSpec, outputs: Vec<MediaSender>) -> TestSource {
         gst::init().expect("gstreamer init");
         let SourceSpec { width, height, fps, video_kbps, key_int } = spec;
-        // A moving pattern, so the encoder has something to spend its bitrate on.
+        // Strict CBR (HRD + filler), as ingest wants, so declared == measured bitrate.
         let launch = format!(
             "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
              ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={key_int} bitrate={video_kbps} \
+             option-string=nal-hrd=cbr:filler=1 \
              ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=video sync=false \
              audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 \
              ! avenc_aac bitrate=128000 ! aacparse ! audio/mpeg,stream-format=raw ! appsink name=audio sync=false"
         );
-        let pipeline = gst::parse::launch(&launch)
-            .expect("test pipeline")
-            .downcast::<gst::Pipeline>()
-            .unwrap();
+        let pipeline = gst::parse::launch(&launch).expect("test pipeline").downcast::<gst::Pipeline>().unwrap();
         let outputs: Outputs = Arc::new(Mutex::new(Some(outputs)));
         for kind in ["video", "audio"] {
             let sink = pipeline.by_name(kind).unwrap().downcast::<gst_app::AppSink>().unwrap();
@@ -65,10 +63,14 @@ impl TestSource {
                         if let Some(config) = codec_data(&sample).filter(|c| last_config.as_ref() != Some(c)) {
                             last_config = Some(config.clone());
                             let item = if is_video { Media::VideoConfig(config) } else { Media::AudioConfig(config) };
-                            outputs.iter().for_each(|o| drop(o.send(item.clone())));
+                            outputs.iter().for_each(|o| {
+                                o.send(item.clone());
+                            });
                         }
                         if let Some(item) = media(&sample, is_video) {
-                            outputs.iter().for_each(|o| drop(o.send(item.clone())));
+                            outputs.iter().for_each(|o| {
+                                o.send(item.clone());
+                            });
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })

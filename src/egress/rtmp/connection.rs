@@ -2,15 +2,14 @@
 //! handshake, `connect`, `createStream` + `publish`, then media messages out
 //! and server messages (acks, pings, status codes) in.
 
-use super::{EgressError, Stage};
 use super::feed::Outgoing;
 use super::redact::Redactor;
 use super::transport::{self, Io};
+use super::{EgressError, Stage};
 use crate::egress::url::IngestUrl;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
-    StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use std::sync::Arc;
@@ -260,7 +259,12 @@ mod tests {
 
     #[test]
     fn refusals_and_failures_end_a_publish_but_informational_codes_do_not() {
-        for code in ["NetStream.Publish.BadName", "NetConnection.Connect.Rejected", "NetStream.Failed", "NetConnection.Connect.Closed"] {
+        for code in [
+            "NetStream.Publish.BadName",
+            "NetConnection.Connect.Rejected",
+            "NetStream.Failed",
+            "NetConnection.Connect.Closed",
+        ] {
             assert!(is_failure_status(code), "{code}");
         }
         for code in ["NetStream.Publish.Start", "NetStream.Unpublish.Success", "NetStream.Data.Start"] {

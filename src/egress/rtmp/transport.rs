@@ -39,16 +39,13 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfig
     if let Some(path) = ca_file {
         let read_err = |source| TlsConfigError::ReadCaFile { path: path.to_owned(), source };
         let file = std::fs::File::open(path).map_err(read_err)?;
-        let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_err)?;
+        let certs =
+            rustls_pemfile::certs(&mut BufReader::new(file)).collect::<Result<Vec<_>, _>>().map_err(read_err)?;
         if certs.is_empty() {
             return Err(TlsConfigError::EmptyCaFile { path: path.to_owned() });
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|source| TlsConfigError::BadCaCert { path: path.to_owned(), source })?;
+            roots.add(cert).map_err(|source| TlsConfigError::BadCaCert { path: path.to_owned(), source })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -72,10 +69,7 @@ pub enum TransportError {
 
 /// Opens TCP (with `TCP_NODELAY`: media is already paced by the pipeline) and,
 /// for `rtmps://`, the TLS session on top.
-pub(crate) async fn open(
-    url: &IngestUrl,
-    tls: Option<&Arc<ClientConfig>>,
-) -> Result<Box<dyn Io>, TransportError> {
+pub(crate) async fn open(url: &IngestUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Box<dyn Io>, TransportError> {
     let tcp = TcpStream::connect((url.host(), url.port()))
         .await
         .map_err(|source| TransportError::Tcp { url: url.clone(), source })?;
@@ -86,10 +80,8 @@ pub(crate) async fn open(
         (Scheme::Rtmps, config) => {
             let config = match config {
                 Some(c) => c.clone(),
-                None => tls_config(None).map_err(|e| TransportError::Tls {
-                    url: url.clone(),
-                    source: std::io::Error::other(e),
-                })?,
+                None => tls_config(None)
+                    .map_err(|e| TransportError::Tls { url: url.clone(), source: std::io::Error::other(e) })?,
             };
             let name = ServerName::try_from(url.host().to_owned())
                 .map_err(|_| TransportError::ServerName { host: url.host().to_owned() })?;
