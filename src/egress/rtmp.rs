@@ -311,6 +311,7 @@ async fn publish(
     });
     info!("publishing; media starts at the next keyframe");
     let mut out = Vec::new();
+    let mut first_video_sent = false;
     let result = loop {
         tokio::select! {
             // Server traffic (pings, acks, error statuses, a close) is handled
@@ -338,6 +339,10 @@ async fn publish(
                 .await;
                 if let Err(e) = sent {
                     break Err(e);
+                }
+                if video > 0 && !first_video_sent {
+                    first_video_sent = true;
+                    info!("first video frame sent (a keyframe)");
                 }
                 status.send_modify(|s| {
                     s.bytes_sent = bytes_before + conn.bytes_written;
