@@ -143,7 +143,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     // Always consumed, even with no publish: a tee with no branch stops the source.
     {
         let q = queue(50)?;
-        let sink = audio_appsink(taps.audio.clone())?;
+        let sink = audio_appsink(taps.audio.clone());
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&audio_tee, &q, &sink]).map_err(|_| BuildError::Link("audio appsink".into()))?;
     }
@@ -153,7 +153,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         let senders = taps.video.get(&rung.name).cloned().unwrap_or_default();
         let rung_stats = stats.rung(&rung.name).expect("stats for every rung");
         let q = queue(30)?;
-        let sink = video_appsink(senders, rung_stats)?;
+        let sink = video_appsink(senders, rung_stats);
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&rung_tee, &q, &sink]).map_err(|_| BuildError::Link(format!("{} appsink", rung.name)))?;
 
@@ -243,14 +243,22 @@ fn codec_data(sample: &gst::Sample) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(map.as_slice()))
 }
 
-fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> Result<gst::Element, BuildError> {
+/// An appsink that hands every encoded buffer to `senders`: the codec
+/// configuration first (and again whenever it changes), then each frame as
+/// `frame(pts, dts, keyframe, data)` builds it, stamped with running time.
+fn media_appsink(
+    senders: Vec<MediaSender>,
+    max_buffers: u32,
+    config: fn(Bytes) -> Media,
+    frame: impl Fn(u64, u64, bool, Bytes) -> Media + Send + Sync + 'static,
+) -> gst::Element {
     let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
     let sink = gst_app::AppSink::builder()
         .sync(false)
         // Never wait to preroll: with a non-live source (file) beside live
         // audio, a prerolling sink would deadlock the start.
         .async_(false)
-        .max_buffers(60)
+        .max_buffers(max_buffers)
         .callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -262,60 +270,34 @@ fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> Result<gst
                         let mut last = last_config.lock().expect("codec config lock");
                         if last.as_ref() != Some(&cd) {
                             *last = Some(cd.clone());
-                            senders.iter().for_each(|s| {
-                                s.send(Media::VideoConfig(cd.clone()));
-                            });
+                            for s in &senders {
+                                s.send(config(cd.clone()));
+                            }
                         }
                     }
                     let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                     let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                    stats.on_frame(pts, map.len(), keyframe);
-                    let frame = VideoFrame { pts_ns: pts, dts_ns: dts, keyframe, data: Bytes::copy_from_slice(map.as_slice()) };
+                    let media = frame(pts, dts, keyframe, Bytes::copy_from_slice(map.as_slice()));
                     for s in &senders {
-                        s.send(Media::Video(frame.clone()));
+                        s.send(media.clone());
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
         )
         .build();
-    Ok(sink.upcast())
+    sink.upcast()
 }
 
-fn audio_appsink(senders: Vec<MediaSender>) -> Result<gst::Element, BuildError> {
-    let last_config: Mutex<Option<Bytes>> = Mutex::new(None);
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        // Never wait to preroll: with a non-live source (file) beside live
-        // audio, a prerolling sink would deadlock the start.
-        .async_(false)
-        .max_buffers(100)
-        .callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
-                    let Some(pts) = running_time(&sample, buffer.pts()) else { return Ok(gst::FlowSuccess::Ok) };
-                    if let Some(cd) = codec_data(&sample) {
-                        let mut last = last_config.lock().expect("codec config lock");
-                        if last.as_ref() != Some(&cd) {
-                            *last = Some(cd.clone());
-                            senders.iter().for_each(|s| {
-                                s.send(Media::AudioConfig(cd.clone()));
-                            });
-                        }
-                    }
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let frame = AudioFrame { pts_ns: pts, data: Bytes::copy_from_slice(map.as_slice()) };
-                    for s in &senders {
-                        s.send(Media::Audio(frame.clone()));
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        )
-        .build();
-    Ok(sink.upcast())
+fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> gst::Element {
+    media_appsink(senders, 60, Media::VideoConfig, move |pts_ns, dts_ns, keyframe, data| {
+        stats.on_frame(pts_ns, data.len(), keyframe);
+        Media::Video(VideoFrame { pts_ns, dts_ns, keyframe, data })
+    })
+}
+
+fn audio_appsink(senders: Vec<MediaSender>) -> gst::Element {
+    media_appsink(senders, 100, Media::AudioConfig, |pts_ns, _, _, data| Media::Audio(AudioFrame { pts_ns, data }))
 }
 
 /// This run's recording folder, `<dir>/<UTC start time>`, so a restart never
