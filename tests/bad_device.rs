@@ -2,14 +2,16 @@
 //! reported by field and retried with backoff; the process stays up and
 //! still stops cleanly.
 
-use std::process::Command;
+#[allow(dead_code)]
+mod common;
+
 
 #[test]
 fn a_missing_capture_device_is_named_in_the_error_and_retried_without_exiting() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[source]\nkind = \"v4l2\"\ndevice = \"/dev/video-not-plugged\"\n[recording]\nenabled = false\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    let out = common::fieldcast_command()
         .args(["run", "--config", config.to_str().unwrap(), "--duration", "4"])
         .env("NO_COLOR", "1")
         .output()

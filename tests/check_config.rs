@@ -2,7 +2,9 @@
 //! with the config-error code (78, which systemd will not restart); a valid
 //! one prints the resolved plan with every secret redacted.
 
-use std::process::Command;
+#[allow(dead_code)]
+mod common;
+
 
 const EXIT_CONFIG: i32 = 78;
 
@@ -10,7 +12,7 @@ fn check(config: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    let out = common::fieldcast_command()
         .args(["check-config", path.to_str().unwrap()])
         .env("FIELDCAST_BOARD_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/board"))
         .output()

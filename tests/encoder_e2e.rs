@@ -34,7 +34,7 @@ fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
 }
 
 fn spawn_fieldcast(config: &Path, seconds: u32, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    common::fieldcast_command()
         .args(["run", "--config", config.to_str().unwrap(), "--duration", &seconds.to_string()])
         .env("FIELDCAST_BOARD_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/board"))
         .env("NO_COLOR", "1")

@@ -5,7 +5,6 @@ mod common;
 
 use common::ffprobe::{audio_packets, video_packets};
 use common::nginx::Nginx;
-use std::process::Command;
 
 #[test]
 fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_secret_is_logged() {
@@ -25,7 +24,7 @@ fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_se
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    let out = common::fieldcast_command()
         .args(["run", "--config", config.to_str().unwrap(), "--duration", "7.5"])
         .env("NO_COLOR", "1")
         .env("FIELDCAST_LOG", "debug")

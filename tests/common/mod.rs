@@ -76,3 +76,20 @@ pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
 pub fn wait_child(child: &mut Child, timeout: Duration) -> bool {
     wait_for(timeout, || matches!(child.try_wait(), Ok(Some(_))))
 }
+
+/// A `Command` for the fieldcast binary under test. Under qemu-user (the
+/// aarch64 test run) the arm64 binary cannot be exec'd directly: the runner
+/// exports `FIELDCAST_TEST_EXEC_WRAPPER`, which is put in front of it.
+pub fn fieldcast_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_fieldcast");
+    let mut cmd = match std::env::var_os("FIELDCAST_TEST_EXEC_WRAPPER") {
+        Some(wrapper) if !wrapper.is_empty() => {
+            let mut c = Command::new(wrapper);
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    };
+    cmd.env("FIELDCAST_BOARD_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/board")).env("NO_COLOR", "1");
+    cmd
+}
