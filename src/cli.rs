@@ -1,7 +1,7 @@
 //! The commands behind `main`: `run`, `check-config`, `probe`. Each returns
 //! an exit code from [`crate::exit`] (the contract with systemd).
 
-use crate::board::{self, BoardProfile, MachineInfo, Selection};
+use crate::board::{self, MachineInfo, Selection};
 use crate::config::{self, Config, ConfigError};
 use crate::exit;
 use crate::pipeline::plan::{self, Plan, SourceFormat};
@@ -211,6 +211,5 @@ pub fn probe(board_dir_arg: Option<&Path>) -> i32 {
         Ok(s) => println!("board:     {} ({})", s.profile.name, s.reason),
         Err(e) => println!("board:     none ({e})"),
     }
-    let _: Option<&BoardProfile> = None;
     exit::OK
 }

@@ -199,6 +199,7 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
     let mut health = tokio::time::interval(Duration::from_millis(500));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     let mut last_health: Option<Option<String>> = None;
+    let mut shown = State::Idle;
     loop {
         // Execute actions; some produce events right away.
         while let Some(action) = (!pending.is_empty()).then(|| pending.remove(0)) {
@@ -229,7 +230,10 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
                 }
                 Action::Exit(code) => return code,
             }
-            info!(state = machine.state.name(), "state");
+            if machine.state != shown {
+                shown = machine.state.clone();
+                info!(state = shown.name(), "state");
+            }
         }
         let event = tokio::select! {
             _ = tokio::signal::ctrl_c() => Event::Shutdown,
