@@ -19,3 +19,4 @@ pub mod pipeline;
 pub mod session;
 pub mod supervisor;
 pub mod timefmt;
+pub mod sys;

@@ -48,6 +48,7 @@ pub struct Egress {
 }
 
 pub struct Session {
+    pub started: std::time::Instant,
     pub plan: Plan,
     pub pipeline: PipelineHandle,
     pub events: mpsc::Receiver<PipelineEvent>,
@@ -107,7 +108,7 @@ impl Session {
             recording = ?pipeline.recording_dir,
             "session started"
         );
-        Ok(Session { plan, pipeline, events, egress })
+        Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress })
     }
 
     /// Stops the pipeline, then waits (bounded) for each publish to close.

@@ -8,6 +8,7 @@ use crate::egress::rtmp::EgressState;
 use crate::exit;
 use crate::pipeline::actor::PipelineEvent;
 use crate::session::Session;
+use crate::sys;
 use serde::Serialize;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -178,6 +179,36 @@ impl Machine {
     }
 }
 
+/// A capture silent for this long is a stall: the watchdog stops being fed.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
+/// A start (device probe, pipeline build) that takes longer is hung.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a new session has to deliver its first frame.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(15);
+
+/// Whether the watchdog may be fed: the loop is turning and, if a session
+/// runs, its capture is delivering frames. Idle or retrying counts as
+/// healthy (the loop itself is alive and doing its job).
+fn healthy(session: &Option<Session>, starting_since: Option<std::time::Instant>) -> bool {
+    if starting_since.is_some_and(|t| t.elapsed() > START_TIMEOUT) {
+        return false;
+    }
+    match session {
+        None => true,
+        Some(s) => match s.pipeline.stats.since_last_capture() {
+            Some(silent) => silent < STALL_AFTER,
+            None => s.started.elapsed() < STARTUP_GRACE,
+        },
+    }
+}
+
+fn status_line(state: &State) -> String {
+    match state {
+        State::Degraded { reason } | State::Error { reason } => format!("{}: {reason}", state.name()),
+        s => s.name().to_string(),
+    }
+}
+
 /// Summarises egress states into one health event.
 fn egress_health(session: &Session) -> Option<String> {
     let down: Vec<String> = session
@@ -200,11 +231,16 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     let mut last_health: Option<Option<String>> = None;
     let mut shown = State::Idle;
+    let mut ready_sent = false;
+    // systemd's watchdog: fed from this loop, only while healthy.
+    let mut watchdog = sys::watchdog_interval().map(tokio::time::interval);
+    let mut stall_logged = false;
+    let mut starting_since: Option<std::time::Instant> = None;
     loop {
         // Execute actions; some produce events right away.
         while let Some(action) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match action {
-                Action::StartSession => match Session::start(&config, &board) {
+                Action::StartSession => match start_session(&config, &board, &mut starting_since).await {
                     Ok(s) => {
                         session = Some(s);
                         pending.extend(machine.step(Event::SessionStarted));
@@ -228,11 +264,22 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
                     info!(delay_ms = d.as_millis() as u64, "retrying");
                     retry_at = Some(tokio::time::Instant::now() + d);
                 }
-                Action::Exit(code) => return code,
+                Action::Exit(code) => {
+                    sys::notify_stopping();
+                    return code;
+                }
             }
             if machine.state != shown {
                 shown = machine.state.clone();
                 info!(state = shown.name(), "state");
+                sys::notify_status(&status_line(&shown));
+                if shown == State::Stopping {
+                    sys::notify_stopping();
+                }
+                if !ready_sent && matches!(shown, State::Live | State::Degraded { .. }) {
+                    ready_sent = true;
+                    sys::notify_ready();
+                }
             }
         }
         let event = tokio::select! {
@@ -248,6 +295,16 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
                 PipelineEvent::Eos => Event::SourceEnded,
                 PipelineEvent::Playing | PipelineEvent::Warning { .. } => continue,
             },
+            _ = tick(&mut watchdog) => {
+                if healthy(&session, starting_since) {
+                    sys::notify_watchdog();
+                    stall_logged = false;
+                } else if !stall_logged {
+                    stall_logged = true;
+                    error!(silent_s = STALL_AFTER.as_secs(), "capture stalled: no longer feeding the watchdog");
+                }
+                continue;
+            }
             _ = health.tick() => {
                 let Some(s) = &session else { continue };
                 let h = egress_health(s);
@@ -259,6 +316,29 @@ pub async fn run(config: Config, board: BoardProfile, limit: Option<Duration>) -
             }
         };
         pending = machine.step(event);
+    }
+}
+
+/// Starts a session off the runtime's workers: probing a device or opening a
+/// pipe can block, and the loop must keep answering signals meanwhile.
+async fn start_session(
+    config: &Config,
+    board: &BoardProfile,
+    starting_since: &mut Option<std::time::Instant>,
+) -> Result<Session, crate::session::SessionError> {
+    *starting_since = Some(std::time::Instant::now());
+    let (c, b) = (config.clone(), board.clone());
+    let result = tokio::task::spawn_blocking(move || Session::start(&c, &b)).await.expect("session start panicked");
+    *starting_since = None;
+    result
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

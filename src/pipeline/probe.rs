@@ -44,7 +44,7 @@ pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
         Source::DeckLink { mode, .. } => decklink_mode(mode).ok_or_else(|| ProbeError::DeckLinkMode(mode.clone())),
         Source::File { path } => {
             let shown = path.display().to_string();
-            if !path.is_file() {
+            if !path.exists() || path.is_dir() {
                 return Err(ProbeError::File { path: shown, reason: "no such file".into() });
             }
             let src = gst::ElementFactory::make("filesrc").property("location", shown.as_str()).build()?;
