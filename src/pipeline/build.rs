@@ -23,8 +23,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum BuildError {
-    #[error("GStreamer element `{0}` is not installed (gst-inspect-1.0 {0})")]
-    MissingElement(String),
+    /// The element name, and where it comes from when that is known.
+    #[error("GStreamer element `{element}` is not installed{}", package.map(|p| format!(" (package {p})")).unwrap_or_default())]
+    MissingElement { element: String, package: Option<&'static str> },
     #[error("element `{element}` has no property `{property}` (check the board profile)")]
     NoProperty { element: String, property: String },
     #[error("element `{element}`: `{value}` is not a valid value for `{property}`")]
@@ -59,11 +60,11 @@ pub struct Built {
 }
 
 fn make(factory: &str) -> Result<gst::Element, BuildError> {
-    gst::ElementFactory::make(factory).build().map_err(|_| BuildError::MissingElement(factory.into()))
+    gst::ElementFactory::make(factory).build().map_err(|_| BuildError::MissingElement { element: factory.into(), package: None })
 }
 
 fn make_named(factory: &str, name: &str) -> Result<gst::Element, BuildError> {
-    gst::ElementFactory::make(factory).name(name).build().map_err(|_| BuildError::MissingElement(factory.into()))
+    gst::ElementFactory::make(factory).name(name).build().map_err(|_| BuildError::MissingElement { element: factory.into(), package: None })
 }
 
 /// Sets a property from its string form (enum nick, number, boolean), as
@@ -359,7 +360,7 @@ pub(super) fn audio_source_element(source: &AudioSource, src: &Source) -> Result
         AudioSource::Alsa { device } => gst::ElementFactory::make("alsasrc")
             .property("device", device.as_str())
             .build()
-            .map_err(|_| BuildError::MissingElement("alsasrc (apt install gstreamer1.0-alsa)".into()))?,
+            .map_err(|_| BuildError::MissingElement { element: "alsasrc".into(), package: Some("gstreamer1.0-alsa") })?,
         AudioSource::DeckLink => {
             let n = match src {
                 Source::DeckLink { device_number, .. } => *device_number as i32,
@@ -368,7 +369,7 @@ pub(super) fn audio_source_element(source: &AudioSource, src: &Source) -> Result
             gst::ElementFactory::make("decklinkaudiosrc")
                 .property("device-number", n)
                 .build()
-                .map_err(|_| BuildError::MissingElement("decklinkaudiosrc".into()))?
+                .map_err(|_| BuildError::MissingElement { element: "decklinkaudiosrc".into(), package: Some("gstreamer1.0-plugins-bad") })?
         }
         AudioSource::File => return Ok(None),
     }))

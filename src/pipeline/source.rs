@@ -33,14 +33,22 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
                 .field("height", f.height as i32)
                 .field("framerate", fraction)
                 .build();
-            let overlay = gst::ElementFactory::make("timeoverlay")
+            // A running clock shows the picture is live; without the pango
+            // plugin (gstreamer1.0-x) the bars still go out, just without it.
+            let overlay = match gst::ElementFactory::make("timeoverlay")
                 .property("text", "fieldcast")
                 .property_from_str("halignment", "center")
                 .property_from_str("valignment", "bottom")
                 .property("font-desc", "Sans 28")
                 .property("shaded-background", true)
                 .build()
-                .map_err(|_| BuildError::MissingElement("timeoverlay (apt install gstreamer1.0-x)".into()))?;
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    tracing::warn!("timeoverlay is not installed (package gstreamer1.0-x): test pattern without a clock");
+                    gst::ElementFactory::make("identity").build()?
+                }
+            };
             let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
             if STATIC_PATTERNS.contains(&pattern.as_str()) {
                 let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("num-buffers", 1i32).build()?;
@@ -56,7 +64,7 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             let src = gst::ElementFactory::make("v4l2src")
                 .property("device", device.to_string_lossy().as_ref())
                 .build()
-                .map_err(|_| BuildError::MissingElement("v4l2src (gstreamer1.0-plugins-good)".into()))?;
+                .map_err(|_| BuildError::MissingElement { element: "v4l2src".into(), package: Some("gstreamer1.0-plugins-good") })?;
             let mjpeg = format.as_deref().is_some_and(|x| x.eq_ignore_ascii_case("mjpg") || x.eq_ignore_ascii_case("mjpeg"));
             let mut caps = gst::Caps::builder(if mjpeg { "image/jpeg" } else { "video/x-raw" })
                 .field("width", f.width as i32)
@@ -79,7 +87,7 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             let src = gst::ElementFactory::make("decklinkvideosrc")
                 .property("device-number", *device_number as i32)
                 .build()
-                .map_err(|_| BuildError::MissingElement("decklinkvideosrc".into()))?;
+                .map_err(|_| BuildError::MissingElement { element: "decklinkvideosrc".into(), package: Some("gstreamer1.0-plugins-bad") })?;
             super::build::set_from_str(&src, "mode", mode)?;
             super::build::set_from_str(&src, "connection", connection)?;
             let deint = gst::ElementFactory::make("deinterlace").build()?;
@@ -157,7 +165,7 @@ pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Ele
         Err(_) => gst::ElementFactory::make("avenc_aac")
             .property("bitrate", a.bitrate_bps as i32)
             .build()
-            .map_err(|_| BuildError::MissingElement("voaacenc (gstreamer1.0-plugins-bad) or avenc_aac (gstreamer1.0-libav)".into()))?,
+            .map_err(|_| BuildError::MissingElement { element: "voaacenc or avenc_aac".into(), package: Some("gstreamer1.0-plugins-bad or gstreamer1.0-libav") })?,
     };
     let parse = gst::ElementFactory::make("aacparse").build()?;
     let out = gst::Caps::builder("audio/mpeg").field("mpegversion", 4i32).field("stream-format", "raw").build();
