@@ -41,6 +41,15 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
+    if !matches!(args.command, Command::Run { .. }) {
+        // Printing commands end quietly when their reader goes away
+        // (`check-config ... | head`). Not `run`: there SIGPIPE stays ignored so
+        // a dropped RTMP socket is an error to handle, not a fatal signal.
+        // SAFETY: single-threaded at this point; restores the default disposition.
+        unsafe {
+            let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+        }
+    }
     let code = match args.command {
         Command::Run { config, duration } => cli::run(config.as_deref(), duration),
         Command::CheckConfig { path, json } => cli::check_config(&path, json),
