@@ -23,7 +23,7 @@ dpkg -P fieldcast
 echo "package test: $DEB installs, runs check-config, removes and purges cleanly"
 if [ -d /opt/fieldcast-arm64-sysroot ]; then
   cargo deb --target aarch64-unknown-linux-gnu
-  ARM=$(ls -t target/aarch64-unknown-linux-gnu/debian/fieldcast_*_arm64.deb | head -1)
+  ARM=$(ls -t target/debian/fieldcast_*_arm64.deb | head -1)
   dpkg-deb --contents "$ARM" | awk '{print $6}' | grep -qx ./usr/bin/fieldcast
   dpkg-deb -f "$ARM" Architecture | grep -qx arm64
   echo "package test: $ARM built ($(dpkg-deb --contents "$ARM" | awk '$6 == "./usr/bin/fieldcast" {print $3}') bytes of binary)"
