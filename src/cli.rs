@@ -14,13 +14,19 @@ use std::path::{Path, PathBuf};
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDCAST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Under systemd, journald adds its own timestamps.
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // Under systemd: journald adds its own timestamps and takes each line's
+    // level from a `<N>` priority prefix.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
-    if journald { builder.without_time().init() } else { builder.init() }
+    if journald {
+        let format = tracing_subscriber::fmt::format().with_target(false).with_ansi(false).without_time();
+        builder.event_format(crate::journal::WithPriority(format)).init()
+    } else {
+        builder.init()
+    }
 }
 
 /// Prints an error with its whole `source()` chain.

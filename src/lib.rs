@@ -7,7 +7,7 @@
 //!   (the only code that creates GStreamer elements), the pipeline actor.
 //! - [`egress`]: encoded media out: RTMP publish per rung, local recording.
 //! - [`supervisor`]: the run loop and its typed state machine.
-//! - [`sys`]: signals, sd_notify, watchdog, exit codes.
+//! - [`sys`]: sd_notify and the watchdog; [`exit`]: exit codes; [`journal`]: log levels for journald.
 
 pub mod board;
 pub mod config;
@@ -15,6 +15,7 @@ pub mod egress;
 pub mod cli;
 pub mod exit;
 pub mod gstlog;
+pub mod journal;
 pub mod pipeline;
 pub mod session;
 pub mod supervisor;
