@@ -21,3 +21,4 @@ pub mod session;
 pub mod supervisor;
 pub mod timefmt;
 pub mod sys;
+pub mod telemetry;

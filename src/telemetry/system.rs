@@ -1,0 +1,1 @@
+//! Machine health from /proc and /sys (being written).
