@@ -3,6 +3,7 @@
 //! that cannot hold an invalid value. Errors name the file, the field and why,
 //! and never quote a value that could be a secret.
 
+mod mqtt;
 mod raw;
 mod types;
 mod validate;
@@ -64,6 +65,12 @@ pub fn builtin_default() -> Config {
 
 /// Loads `path` and, if present, `<dir of path>/config.d/*.toml`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    from_value(load_table(path)?, &path.display().to_string())
+}
+
+/// The merged, unvalidated table of `path` and its `config.d/`: the base
+/// that remote configuration patches are laid over.
+pub fn load_table(path: &Path) -> Result<toml::Table, ConfigError> {
     let mut merged = read_table(path)?;
     let dropin = path.parent().unwrap_or(Path::new(".")).join("config.d");
     if dropin.is_dir() {
@@ -77,7 +84,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             merge(&mut merged, read_table(&f)?);
         }
     }
-    from_value(merged, &path.display().to_string())
+    Ok(merged)
 }
 
 /// Parses one TOML document (a whole config, or a patch merged onto one).
@@ -87,9 +94,8 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> 
 
 /// Validates a merged table.
 pub fn from_value(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| {
-        ConfigError::Invalid { origin: origin.into(), errors: vec![serde_field_error(&e)] }
-    })?;
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| ConfigError::Invalid { origin: origin.into(), errors: vec![serde_field_error(&e)] })?;
     validate::validate(raw, default_state_dir()).map_err(|errors| ConfigError::Invalid { origin: origin.into(), errors })
 }
 
@@ -118,15 +124,12 @@ fn parse_error(path: &Path, text: &str, message: &str, span: Option<std::ops::Ra
     ConfigError::Parse { path: path.into(), line, column, message: message.trim().to_string() }
 }
 
-/// A serde error on the merged value: toml reports the key path in its message.
-fn serde_field_error(e: &toml::de::Error) -> FieldError {
-    let msg = e.message().trim().to_string();
-    // "unknown field `x`, expected ..." / "invalid type: ..., expected ... for key `ladder.gop_seconds`"
-    let field = msg
-        .rsplit_once("for key `")
-        .and_then(|(_, rest)| rest.split('`').next())
-        .map(str::to_string)
-        .unwrap_or_else(|| "config".into());
+/// A serde error on the merged value, named by its path (`ladder.rungs[1].width`).
+fn serde_field_error(e: &serde_path_to_error::Error<toml::de::Error>) -> FieldError {
+    let msg = e.inner().message().trim().to_string();
+    let path = e.path().to_string();
+    // The path of an unknown field ends with the field itself.
+    let field = if path == "." { "config".to_string() } else { path };
     FieldError { field, message: strip_values(&msg) }
 }
 

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub destination: Vec<RawDestination>,
     pub recording: Option<RawRecording>,
     pub egress: Option<RawEgress>,
+    pub mqtt: Option<RawMqtt>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -102,4 +103,26 @@ pub struct RawEgress {
     pub reconnect_initial_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+    pub broker: Option<String>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Secret.
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Topic prefix; default `fieldcast/<device_id>`.
+    pub prefix: Option<String>,
+    pub telemetry_seconds: Option<u64>,
+    /// `auto` (MQTT 5, falling back to 3.1.1), `5` or `3.1.1`.
+    pub protocol: Option<String>,
+    pub keepalive_seconds: Option<u64>,
+    /// With no saved run state (first boot): start streaming, or wait for `start`.
+    pub autostart: Option<bool>,
 }

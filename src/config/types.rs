@@ -209,4 +209,40 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     pub recording: Option<Recording>,
     pub egress: EgressOptions,
+    /// Fleet control; `None` = standalone (streams from boot, no remote control).
+    pub mqtt: Option<Mqtt>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MqttProtocol {
+    /// MQTT 5, falling back to 3.1.1 when the broker refuses 5.
+    Auto,
+    V5,
+    V311,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mqtt {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// Without a trailing `/`.
+    pub prefix: String,
+    pub telemetry: Duration,
+    pub protocol: MqttProtocol,
+    pub keepalive: Duration,
+    pub autostart: bool,
+}
+
+impl Mqtt {
+    /// `mqtt(s)://host:port` (never credentials).
+    pub fn broker_display(&self) -> String {
+        format!("{}://{}:{}", if self.tls { "mqtts" } else { "mqtt" }, self.host, self.port)
+    }
 }

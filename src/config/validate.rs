@@ -21,9 +21,9 @@ pub const GOP_RANGE: (f64, f64) = (0.5, 10.0);
 const MIN_RUNG_KBPS: u32 = 100;
 const MAX_RUNG_KBPS: u32 = 50_000;
 
-struct Errors(Vec<FieldError>);
+pub(super) struct Errors(pub(super) Vec<FieldError>);
 impl Errors {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError { field: field.into(), message: message.into() });
     }
 }
@@ -55,6 +55,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     let state_dir = raw.state_dir.unwrap_or(default_state_dir);
     let recording = recording(raw.recording, &state_dir, &rung_names, &mut e);
     let egress = egress(raw.egress.unwrap_or_default(), &mut e);
+    let mqtt = raw.mqtt.and_then(|m| super::mqtt::mqtt(m, &device_id, &mut e));
     if !e.0.is_empty() {
         return Err(e.0);
     }
@@ -69,10 +70,11 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
         destinations,
         recording,
         egress,
+        mqtt,
     })
 }
 
-fn valid_id(s: &str) -> bool {
+pub(super) fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
