@@ -11,11 +11,13 @@
 
 pub mod board;
 pub mod config;
+pub mod control;
 pub mod egress;
 pub mod cli;
 pub mod exit;
 pub mod gstlog;
 pub mod journal;
+pub mod persist;
 pub mod pipeline;
 pub mod session;
 pub mod supervisor;

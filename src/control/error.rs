@@ -1,0 +1,93 @@
+//! The error half of a reply: a stable machine code, the field at fault and
+//! a message for people. Codes are API: never rename one.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    PayloadTooLarge,
+    BadEncoding,
+    MalformedJson,
+    NotAnObject,
+    MissingId,
+    InvalidId,
+    UnknownCommand,
+    UnknownField,
+    MissingField,
+    WrongType,
+    InvalidValue,
+    Stale,
+    ForbiddenField,
+    InvalidConfig,
+    /// The command makes no sense in the current state (`stop` while idle).
+    NotAllowed,
+    /// The command cannot be served right now (no input for a snapshot).
+    Unavailable,
+    /// Too many commands queued; retry.
+    Busy,
+    /// Applying failed on this box (e.g. the state could not be saved).
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        ALL.iter().find(|(c, _)| *c == self).map(|(_, n)| *n).expect("every code is listed")
+    }
+}
+
+/// Every code with its wire name (also checked against serde in the tests).
+pub const ALL: &[(ErrorCode, &str)] = &[
+    (ErrorCode::PayloadTooLarge, "payload_too_large"),
+    (ErrorCode::BadEncoding, "bad_encoding"),
+    (ErrorCode::MalformedJson, "malformed_json"),
+    (ErrorCode::NotAnObject, "not_an_object"),
+    (ErrorCode::MissingId, "missing_id"),
+    (ErrorCode::InvalidId, "invalid_id"),
+    (ErrorCode::UnknownCommand, "unknown_command"),
+    (ErrorCode::UnknownField, "unknown_field"),
+    (ErrorCode::MissingField, "missing_field"),
+    (ErrorCode::WrongType, "wrong_type"),
+    (ErrorCode::InvalidValue, "invalid_value"),
+    (ErrorCode::Stale, "stale"),
+    (ErrorCode::ForbiddenField, "forbidden_field"),
+    (ErrorCode::InvalidConfig, "invalid_config"),
+    (ErrorCode::NotAllowed, "not_allowed"),
+    (ErrorCode::Unavailable, "unavailable"),
+    (ErrorCode::Busy, "busy"),
+    (ErrorCode::Internal, "internal"),
+];
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[error("{}{}: {message}", code.as_str(), field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+pub struct CommandError {
+    /// The command id, when the payload got far enough to carry one.
+    #[serde(skip)]
+    pub id: Option<String>,
+    pub code: ErrorCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+    /// Every problem, for `invalid_config` (the first is also in `field`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldProblem>,
+}
+
+impl CommandError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError { id: None, code, field: None, message: message.into(), fields: Vec::new() }
+    }
+    pub fn field(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+        CommandError { field: Some(field.into()), ..CommandError::new(code, message) }
+    }
+    pub fn with_id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_string());
+        self
+    }
+}

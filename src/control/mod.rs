@@ -1,0 +1,12 @@
+//! Remote control, independent of MQTT: parsing commands ([`command`]),
+//! their errors ([`error`]), remote config overlays ([`patch`]), replies
+//! remembered by id ([`dedup`]) and the topic scheme ([`topics`]).
+
+pub mod command;
+pub mod dedup;
+pub mod error;
+pub mod patch;
+pub mod topics;
+
+#[cfg(test)]
+mod tests;
