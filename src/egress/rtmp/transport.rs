@@ -2,58 +2,24 @@
 //! (SNI = the URL's host; roots = webpki-roots plus an optional PEM CA file).
 
 use crate::egress::url::{IngestUrl, Scheme};
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 
 /// Anything an RTMP session can run over.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Why a TLS client configuration could not be built.
-#[derive(Debug, Error)]
-pub enum TlsConfigError {
-    #[error("cannot read CA file {path}")]
-    ReadCaFile { path: PathBuf, source: std::io::Error },
-    #[error("CA file {path} holds no PEM certificate")]
-    EmptyCaFile { path: PathBuf },
-    #[error("CA file {path} holds a certificate rustls refuses")]
-    BadCaCert { path: PathBuf, source: rustls::Error },
-    #[error("TLS protocol setup failed")]
-    Rustls(#[from] rustls::Error),
-}
+pub use crate::tls::TlsConfigError;
 
-/// Builds the client configuration for RTMPS: TLS 1.2 or newer (ring
-/// provider), trusting the public web roots plus every certificate of
-/// `ca_file`, for channels behind a private CA. Call it at config time to
-/// refuse a bad CA file early; the publisher calls it again when it connects.
+/// The RTMPS client configuration (no client certificate).
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let read_err = |source| TlsConfigError::ReadCaFile { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        let certs =
-            rustls_pemfile::certs(&mut BufReader::new(file)).collect::<Result<Vec<_>, _>>().map_err(read_err)?;
-        if certs.is_empty() {
-            return Err(TlsConfigError::EmptyCaFile { path: path.to_owned() });
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|source| TlsConfigError::BadCaCert { path: path.to_owned(), source })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    crate::tls::client_config(ca_file, None)
 }
 
 /// Why the byte pipe could not be opened. Carries the redacted URL only.

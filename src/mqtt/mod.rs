@@ -1,0 +1,255 @@
+//! The MQTT actor: owns the broker connection in its own task. The
+//! supervisor hands it [`Outgoing`] messages and hears [`Inbound`] ones over
+//! bounded channels, so nothing the broker does can stall the stream.
+//!
+//! Down: telemetry (QoS 0) is dropped and counted; events and retained
+//! messages are held (bounded) and sent on reconnect. Reconnects use capped,
+//! jittered backoff. `auto` tries MQTT 5 and falls back to 3.1.1 when the
+//! broker turns 5 down.
+
+mod link;
+
+pub use link::Protocol;
+
+use crate::config::{Mqtt, MqttProtocol};
+use crate::control::topics::Topics;
+use crate::egress::rtmp::Backoff;
+use bytes::Bytes;
+use link::{Link, Polled, Will};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// A message for the broker.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos1: bool,
+    pub retain: bool,
+    /// MQTT 5 correlation data of the command this replies to.
+    pub correlation: Option<Bytes>,
+    pub content_type: &'static str,
+}
+
+impl Outgoing {
+    pub fn json(topic: String, value: &serde_json::Value, qos1: bool, retain: bool) -> Outgoing {
+        let payload = Bytes::from(serde_json::to_vec(value).expect("JSON serialises"));
+        Outgoing { topic, payload, qos1, retain, correlation: None, content_type: "application/json" }
+    }
+}
+
+/// A message from the broker.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Bytes,
+    pub response_topic: Option<String>,
+    pub correlation: Option<Bytes>,
+}
+
+#[derive(Debug)]
+pub enum Inbound {
+    /// Connected and subscribed. After an outage: how long it lasted and
+    /// what was lost meanwhile.
+    Up { protocol: Protocol, outage: Option<Duration>, dropped: u64 },
+    Down { reason: String },
+    Message(Incoming),
+}
+
+enum Request {
+    Publish(Outgoing),
+    /// Publish these last words, then disconnect cleanly (no Last Will).
+    Close(Vec<Outgoing>),
+}
+
+/// The supervisor's side of the actor.
+pub struct MqttHandle {
+    tx: mpsc::Sender<Request>,
+    task: JoinHandle<()>,
+}
+
+/// Held while disconnected (events, replies, retained state).
+const HOLD: usize = 256;
+const QUEUE: usize = 512;
+pub const INBOUND_QUEUE: usize = 64;
+
+impl MqttHandle {
+    /// Queues a message; false (and the message is dropped) when the actor is
+    /// saturated, which only a broker slower than the telemetry rate causes.
+    pub fn publish(&self, m: Outgoing) -> bool {
+        self.tx.try_send(Request::Publish(m)).is_ok()
+    }
+
+    /// Sends `last` (e.g. status offline), disconnects, waits (bounded).
+    pub async fn close(self, last: Vec<Outgoing>) {
+        let _ = self.tx.send(Request::Close(last)).await;
+        if tokio::time::timeout(link::FLUSH + Duration::from_secs(1), self.task).await.is_err() {
+            warn!("MQTT did not close in time");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("mqtt.{field}: {source}")]
+pub struct SetupError {
+    pub field: &'static str,
+    #[source]
+    pub source: crate::tls::TlsConfigError,
+}
+
+/// Starts the actor. `will` is the retained `status` the broker publishes
+/// if this process vanishes.
+pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<Inbound>) -> Result<MqttHandle, SetupError> {
+    let tls = if cfg.tls {
+        let auth = cfg.client_auth.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let field = if cfg.client_auth.is_some() { "client_cert" } else { "ca_file" };
+        Some(crate::tls::client_config(cfg.ca_file.as_deref(), auth).map_err(|source| SetupError { field, source })?)
+    } else {
+        None
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let protocol = if cfg.protocol == MqttProtocol::V311 { Protocol::V311 } else { Protocol::V5 };
+    let will = Will { topic: topics.status(), payload: will };
+    let actor = Actor {
+        link: Link::new(cfg, protocol, &will, tls.clone()),
+        cfg: cfg.clone(),
+        tls,
+        will,
+        filters: vec![topics.commands(), topics.desired()],
+        inbound,
+        held: VecDeque::new(),
+        dropped: 0,
+        connected: false,
+        down_since: Some(Instant::now()),
+        ever_up: false,
+    };
+    info!(broker = %cfg.broker_display(), client_id = %cfg.client_id, "MQTT connecting");
+    Ok(MqttHandle { tx, task: tokio::spawn(actor.run(rx)) })
+}
+
+struct Actor {
+    link: Link,
+    cfg: Mqtt,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    will: Will,
+    filters: Vec<String>,
+    inbound: mpsc::Sender<Inbound>,
+    held: VecDeque<Outgoing>,
+    dropped: u64,
+    connected: bool,
+    down_since: Option<Instant>,
+    ever_up: bool,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let policy = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
+        let mut backoff = policy.schedule();
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(Request::Publish(m)) => self.send(m),
+                    Some(Request::Close(last)) => return self.close(last).await,
+                    None => return self.close(Vec::new()).await,
+                },
+                _ = sleep_until(retry_at) => retry_at = None,
+                polled = self.link.poll(), if retry_at.is_none() => match polled {
+                    Ok(Polled::Connected) => {
+                        backoff = policy.schedule();
+                        self.up();
+                    }
+                    Ok(Polled::Message(m)) => {
+                        if self.inbound.try_send(Inbound::Message(m)).is_err() {
+                            warn!("supervisor busy: an MQTT message was dropped");
+                        }
+                    }
+                    Ok(Polled::Nothing) => {}
+                    Err(e) => {
+                        self.down(&e.message);
+                        if e.protocol_rejected && self.cfg.protocol == MqttProtocol::Auto && self.link.protocol() == Protocol::V5 {
+                            warn!("the broker refused MQTT 5; falling back to 3.1.1");
+                            self.link = Link::new(&self.cfg, Protocol::V311, &self.will, self.tls.clone());
+                            continue;
+                        }
+                        retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                },
+            }
+        }
+    }
+
+    fn up(&mut self) {
+        self.connected = true;
+        for f in &self.filters {
+            if let Err(e) = self.link.subscribe(f) {
+                warn!(error = %e, "MQTT subscribe failed");
+            }
+        }
+        let outage = self.down_since.take().filter(|_| self.ever_up).map(|t| t.elapsed());
+        self.ever_up = true;
+        info!(protocol = self.link.protocol().as_str(), outage_ms = outage.map(|d| d.as_millis() as u64), "MQTT connected");
+        let _ = self.inbound.try_send(Inbound::Up { protocol: self.link.protocol(), outage, dropped: std::mem::take(&mut self.dropped) });
+        while let Some(m) = self.held.pop_front() {
+            self.send(m);
+        }
+    }
+
+    fn down(&mut self, reason: &str) {
+        if self.connected || self.down_since.is_none() {
+            warn!(%reason, "MQTT connection lost; the stream is unaffected");
+            self.connected = false;
+            self.down_since = Some(Instant::now());
+            let _ = self.inbound.try_send(Inbound::Down { reason: reason.to_string() });
+        }
+    }
+
+    fn send(&mut self, m: Outgoing) {
+        if self.connected && self.link.publish(&m).is_ok() {
+            return;
+        }
+        self.hold(m);
+    }
+
+    /// Keeps what matters for later; telemetry is only worth sending fresh.
+    fn hold(&mut self, m: Outgoing) {
+        if !m.qos1 && !m.retain {
+            self.dropped += 1;
+            return;
+        }
+        if m.retain {
+            self.held.retain(|h| !(h.retain && h.topic == m.topic));
+        }
+        if self.held.len() >= HOLD {
+            self.held.pop_front();
+            self.dropped += 1;
+        }
+        self.held.push_back(m);
+    }
+
+    async fn close(mut self, last: Vec<Outgoing>) {
+        if !self.connected {
+            return;
+        }
+        for m in last {
+            let _ = self.link.publish(&m);
+        }
+        self.link.disconnect();
+        // Drive the connection until the DISCONNECT is out (or briefly).
+        let _ = tokio::time::timeout(link::FLUSH, async {
+            while self.link.poll().await.is_ok() {}
+        })
+        .await;
+        info!("MQTT disconnected");
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
