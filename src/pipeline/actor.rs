@@ -44,9 +44,25 @@ pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PipelineStats>,
     pub recording_dir: Option<PathBuf>,
+    /// For reading element properties (queue levels, the snapshot frame);
+    /// state changes go through the actor only.
+    pipeline: gst::Pipeline,
 }
 
 impl PipelineHandle {
+    /// Frames waiting in front of a rung's encoder (0..12): a rising level
+    /// means the encoder cannot keep up.
+    pub fn encoder_queue_level(&self, rung: &str) -> Option<u32> {
+        let q = self.pipeline.by_name(&format!("{}{rung}", super::build::ENCODER_QUEUE))?;
+        Some(q.property::<u32>("current-level-buffers"))
+    }
+
+    /// The newest captured frame (raw), if any arrived yet.
+    pub fn last_frame(&self) -> Option<gst::Sample> {
+        let sink = self.pipeline.by_name(super::build::SNAPSHOT_SINK)?;
+        sink.property::<Option<gst::Sample>>("last-sample")
+    }
+
     /// Stops the pipeline: EOS, wait (bounded), Null. Returns when done.
     pub async fn stop(&self) {
         let (tx, rx) = oneshot::channel();
@@ -74,8 +90,9 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
         return Err(ActorError::Start(e.to_string()));
     }
     let (tx, rx) = mpsc::channel(8);
+    let handle = PipelineHandle { tx, stats, recording_dir, pipeline: pipeline.clone() };
     tokio::spawn(run(pipeline, eos_pads, rx, bus_rx, event_tx, done));
-    Ok((PipelineHandle { tx, stats, recording_dir }, event_rx))
+    Ok((handle, event_rx))
 }
 
 enum BusEvent {

@@ -120,6 +120,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns);
     super::stats::install_capture_probe(&capture_tee.static_pad("sink").expect("tee sink"), stats.clone());
     watch_capture_eos(&capture_tee);
+    snapshot_tap(&pipeline, &capture_tee)?;
 
     // The cascade: each node scaled from its parent's tee.
     let mut tees: Vec<gst::Element> = vec![capture_tee];
@@ -167,6 +168,30 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     Ok(Built { pipeline, stats, recording_dir, eos_pads })
 }
 
+/// Name prefix of each rung's encoder input queue (its fill level is telemetry).
+pub const ENCODER_QUEUE: &str = "encq_";
+/// The sink keeping the latest captured frame, for snapshots.
+pub const SNAPSHOT_SINK: &str = "snapshot";
+
+/// A branch that only remembers the newest captured frame (`last-sample`):
+/// a one-frame leaky queue into a fakesink, never holding up the capture.
+fn snapshot_tap(pipeline: &gst::Pipeline, capture_tee: &gst::Element) -> Result<(), BuildError> {
+    let q = gst::ElementFactory::make("queue")
+        .property("max-size-buffers", 1u32)
+        .property("max-size-time", 0u64)
+        .property("max-size-bytes", 0u32)
+        .property_from_str("leaky", "downstream")
+        .build()?;
+    let sink = gst::ElementFactory::make("fakesink")
+        .name(SNAPSHOT_SINK)
+        .property("sync", false)
+        .property("async", false)
+        .property("enable-last-sample", true)
+        .build()?;
+    pipeline.add_many([&q, &sink])?;
+    gst::Element::link_many([capture_tee, &q, &sink]).map_err(|_| BuildError::Link("snapshot tap".into()))
+}
+
 /// Name of the bus message posted when the capture ends (a file source):
 /// live audio never ends by itself, so the pipeline would never post EOS.
 pub const SOURCE_ENDED: &str = "fieldcast-source-ended";
@@ -190,7 +215,9 @@ fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) 
     let s: &EncoderSettings = &rung.encoder;
     // Deep enough to absorb encoder start-up (x264 init takes ~0.2 s) so the
     // live capture never skips a frame one rung would miss.
-    let mut elements: Vec<gst::Element> = vec![queue(12)?];
+    let q = queue(12)?;
+    q.set_property("name", format!("{ENCODER_QUEUE}{}", rung.name));
+    let mut elements: Vec<gst::Element> = vec![q];
     for factory in &s.input_chain {
         elements.push(make(factory)?);
     }
