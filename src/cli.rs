@@ -2,9 +2,9 @@
 //! an exit code from [`crate::exit`] (the contract with systemd).
 
 use crate::board::{self, MachineInfo, Selection};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config};
 use crate::exit;
-use crate::pipeline::plan::{self, Plan, SourceFormat};
+use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::probe;
 use crate::supervisor;
 use gstreamer as gst;
@@ -40,13 +40,6 @@ pub fn report(prefix: &str, e: &dyn Error) {
     eprintln!("{msg}");
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(p) => config::load(p),
-        None => Ok(config::builtin_default()),
-    }
-}
-
 /// Board directories, first found wins: the config's, `$FIELDCAST_BOARD_DIR`,
 /// the installed profiles.
 pub fn board_dir(config_dir: Option<&Path>) -> Option<PathBuf> {
@@ -63,8 +56,12 @@ pub fn select_board(config: &Config) -> Result<Selection, board::BoardError> {
 }
 
 pub fn run(config_path: Option<&Path>, duration: Option<f64>) -> i32 {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
+    let loaded = match config_path {
+        Some(p) => config::load_table(p).and_then(|t| Ok((t.clone(), config::from_value(t, &p.display().to_string())?))),
+        None => Ok((toml::Table::new(), config::builtin_default())),
+    };
+    let (base, config) = match loaded {
+        Ok(x) => x,
         Err(e) => {
             report("config error", &e);
             return exit::CONFIG;
@@ -85,17 +82,8 @@ pub fn run(config_path: Option<&Path>, duration: Option<f64>) -> i32 {
     tracing::info!(board = %selection.profile.name, reason = %selection.reason, "board selected");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let limit = duration.map(std::time::Duration::from_secs_f64);
-    runtime.block_on(supervisor::run(config, selection.profile, limit))
-}
-
-/// A format to plan against when the real one is only known at start (device absent here).
-fn assumed_format(config: &Config) -> SourceFormat {
-    let top = &config.ladder.rungs[0];
-    let fps = match &config.source {
-        config::Source::V4l2 { fps: Some(f), .. } => *f,
-        _ => config::Fps { num: 30, den: 1 },
-    };
-    SourceFormat { width: top.width, height: top.height, fps }
+    let setup = supervisor::Setup { base, config, board: selection.profile, limit };
+    runtime.block_on(supervisor::run(setup))
 }
 
 pub fn check_config(path: &Path, json: bool) -> i32 {
@@ -117,7 +105,7 @@ pub fn check_config(path: &Path, json: bool) -> i32 {
     let (format, note) = match probe::resolve_format(&config.source) {
         Ok(f) => (f, None),
         Err(e) => {
-            let f = assumed_format(&config);
+            let f = crate::session::assumed_format(&config);
             (f, Some(format!("{e}; planned against {}x{}@{} (negotiated at start)", f.width, f.height, f.fps)))
         }
     };

@@ -8,3 +8,5 @@ pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
 /// The configuration (or a board profile) is invalid: fix it, do not restart.
 pub const CONFIG: i32 = 78;
+/// Bad command-line use (`ctl` arguments): EX_USAGE.
+pub const USAGE: i32 = 64;

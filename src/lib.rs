@@ -6,7 +6,10 @@
 //! - [`pipeline`]: [`pipeline::plan`] (pure ladder plan), [`pipeline::build`]
 //!   (the only code that creates GStreamer elements), the pipeline actor.
 //! - [`egress`]: encoded media out: RTMP publish per rung, local recording.
-//! - [`supervisor`]: the run loop and its typed state machine.
+//! - [`supervisor`]: the run loop and its typed state machine; under fleet
+//!   control it owns the [`mqtt`] actor and serves [`control`] commands.
+//! - [`persist`]: what the dashboard asked for, saved atomically.
+//! - [`telemetry`]: what the box reports; [`ctl`]: the operator CLI.
 //! - [`sys`]: sd_notify and the watchdog; [`exit`]: exit codes; [`journal`]: log levels for journald.
 
 pub mod board;
@@ -14,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod egress;
 pub mod cli;
+pub mod ctl;
 pub mod exit;
 pub mod gstlog;
 pub mod journal;

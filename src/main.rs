@@ -36,6 +36,36 @@ enum Command {
         #[arg(long)]
         board_dir: Option<PathBuf>,
     },
+    /// Operate a device over MQTT: send a command and print its reply, or watch it.
+    /// The password, if any, is read from $FIELDCAST_MQTT_PASSWORD.
+    Ctl {
+        /// mqtt://host[:port] or mqtts://host[:port]
+        #[arg(long)]
+        broker: String,
+        /// The device id (its topics are under fieldcast/<device>/ unless --prefix).
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        /// CA certificate (PEM) for an mqtts:// broker with a private CA.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// For `snapshot`: write the JPEG here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop `watch` after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// start, stop, restart, status, configure, snapshot, or watch.
+        command: String,
+        /// The command's JSON body, e.g. '{"config": {"ladder": {"profile": "basic"}}}'.
+        body: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +84,21 @@ fn main() -> ExitCode {
         Command::Run { config, duration } => cli::run(config.as_deref(), duration),
         Command::CheckConfig { path, json } => cli::check_config(&path, json),
         Command::Probe { board_dir } => cli::probe(board_dir.as_deref()),
+        Command::Ctl { broker, device, prefix, username, ca_file, timeout, out, count, command, body } => {
+            let target = fieldcast::ctl::Target {
+                broker,
+                device,
+                prefix,
+                username,
+                password: std::env::var("FIELDCAST_MQTT_PASSWORD").ok(),
+                ca_file,
+                timeout: std::time::Duration::from_secs_f64(timeout.max(0.1)),
+            };
+            match command.as_str() {
+                "watch" => fieldcast::ctl::watch(&target, count),
+                name => fieldcast::ctl::command(&target, name, body.as_deref(), out),
+            }
+        }
     };
     ExitCode::from(code as u8)
 }

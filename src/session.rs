@@ -42,6 +42,8 @@ impl SessionError {
 
 pub struct Egress {
     pub label: String,
+    pub destination: String,
+    pub rung: String,
     pub status: watch::Receiver<EgressStatus>,
     pub sender: MediaSender,
     task: JoinHandle<()>,
@@ -59,6 +61,24 @@ pub struct Session {
 pub fn make_plan(config: &Config, board: &BoardProfile) -> Result<Plan, SessionError> {
     let format = probe::resolve_format(&config.source)?;
     Ok(plan::plan(config, board, format)?)
+}
+
+/// Plans without needing the input: a device that is absent right now is
+/// planned at the configured (or top rung's) size. For checking a config
+/// before accepting it; the real format is resolved at start.
+pub fn preflight(config: &Config, board: &BoardProfile) -> Result<Plan, PlanError> {
+    let format = probe::resolve_format(&config.source).unwrap_or_else(|_| assumed_format(config));
+    plan::plan(config, board, format)
+}
+
+/// The format to plan against when the device cannot be asked.
+pub fn assumed_format(config: &Config) -> plan::SourceFormat {
+    let top = &config.ladder.rungs[0];
+    let fps = match &config.source {
+        crate::config::Source::V4l2 { fps: Some(f), .. } => *f,
+        _ => crate::config::Fps { num: 30, den: 1 },
+    };
+    plan::SourceFormat { width: top.width, height: top.height, fps }
 }
 
 impl Session {
@@ -90,7 +110,7 @@ impl Session {
             let (task, status) = rtmp::spawn(target, rx);
             taps.video.entry(p.rung.clone()).or_default().push(sender.clone());
             taps.audio.push(sender.clone());
-            egress.push(Egress { label, status, sender, task });
+            egress.push(Egress { label, destination: p.destination.clone(), rung: p.rung.clone(), status, sender, task });
         }
         let built = build::build(&plan, &taps)?;
         drop(taps);

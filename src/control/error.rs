@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Unavailable,
     /// Too many commands queued; retry.
     Busy,
+    /// Accepted, but the stream could not start (the reason says why).
+    StartFailed,
     /// Applying failed on this box (e.g. the state could not be saved).
     Internal,
 }
@@ -55,6 +57,7 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::NotAllowed, "not_allowed"),
     (ErrorCode::Unavailable, "unavailable"),
     (ErrorCode::Busy, "busy"),
+    (ErrorCode::StartFailed, "start_failed"),
     (ErrorCode::Internal, "internal"),
 ];
 

@@ -1,1 +1,205 @@
-//! Machine health from /proc and /sys (being written).
+//! Machine health from /proc and /sys: CPU (this process and the machine),
+//! memory, the hottest thermal zone, disk space, uptime. Every field is
+//! `None` when the machine does not offer it (no thermal zones in a VM).
+
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SystemSample {
+    /// This process since the previous sample, percent of one core.
+    pub process_cpu_percent: Option<f64>,
+    /// The whole machine since the previous sample, 0..100 over all cores.
+    pub cpu_percent: Option<f64>,
+    pub cores: usize,
+    pub rss_bytes: Option<u64>,
+    pub mem_total_bytes: Option<u64>,
+    pub mem_available_bytes: Option<u64>,
+    /// The hottest thermal zone, °C.
+    pub temperature_c: Option<f64>,
+    pub temperature_zone: Option<String>,
+    /// On the filesystem holding the recordings.
+    pub disk_free_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    pub system_uptime_s: Option<f64>,
+    pub load_1m: Option<f64>,
+}
+
+#[derive(Clone, Copy)]
+struct Cpu {
+    at: Instant,
+    process_ticks: Option<u64>,
+    machine: Option<(u64, u64)>,
+}
+
+pub struct SystemSampler {
+    last: Cpu,
+    ticks_per_s: f64,
+}
+
+impl Default for SystemSampler {
+    fn default() -> Self {
+        SystemSampler::new()
+    }
+}
+
+fn read(path: impl AsRef<Path>) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+impl SystemSampler {
+    pub fn new() -> Self {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0).unwrap_or(100);
+        SystemSampler { last: Self::cpu(), ticks_per_s: ticks as f64 }
+    }
+
+    fn cpu() -> Cpu {
+        Cpu {
+            at: Instant::now(),
+            process_ticks: read("/proc/self/stat").as_deref().and_then(parse_self_stat).map(|(u, s)| u + s),
+            machine: read("/proc/stat").as_deref().and_then(parse_cpu_line),
+        }
+    }
+
+    pub fn sample(&mut self, disk_path: Option<&Path>) -> SystemSample {
+        let now = Self::cpu();
+        let secs = now.at.duration_since(self.last.at).as_secs_f64();
+        let process_cpu_percent = match (self.last.process_ticks, now.process_ticks) {
+            (Some(a), Some(b)) if secs > 0.01 => Some(round1((b.saturating_sub(a)) as f64 / self.ticks_per_s / secs * 100.0)),
+            _ => None,
+        };
+        let cpu_percent = match (self.last.machine, now.machine) {
+            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+                Some(round1((busy1.saturating_sub(busy0)) as f64 / (total1 - total0) as f64 * 100.0))
+            }
+            _ => None,
+        };
+        self.last = now;
+        let mem = read("/proc/meminfo").map(|m| parse_meminfo(&m)).unwrap_or_default();
+        let hottest = hottest_zone(Path::new("/sys/class/thermal"));
+        let disk = disk_path.and_then(disk_space);
+        SystemSample {
+            process_cpu_percent,
+            cpu_percent,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            rss_bytes: read("/proc/self/status").as_deref().and_then(parse_rss),
+            mem_total_bytes: mem.0,
+            mem_available_bytes: mem.1,
+            temperature_c: hottest.as_ref().map(|h| h.0),
+            temperature_zone: hottest.map(|h| h.1),
+            disk_free_bytes: disk.map(|d| d.0),
+            disk_total_bytes: disk.map(|d| d.1),
+            system_uptime_s: read("/proc/uptime").and_then(|u| u.split_whitespace().next()?.parse().ok()),
+            load_1m: read("/proc/loadavg").and_then(|l| l.split_whitespace().next()?.parse().ok()),
+        }
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `/proc/self/stat` -> (utime, stime) in ticks. The command name may hold
+/// spaces and parentheses, so fields are counted after the last `)`.
+fn parse_self_stat(s: &str) -> Option<(u64, u64)> {
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+}
+
+/// The first `cpu ` line of `/proc/stat` -> (busy, total) ticks.
+fn parse_cpu_line(s: &str) -> Option<(u64, u64)> {
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// (MemTotal, MemAvailable) in bytes.
+fn parse_meminfo(s: &str) -> (Option<u64>, Option<u64>) {
+    let field = |name: &str| {
+        s.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+fn parse_rss(s: &str) -> Option<u64> {
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// The hottest readable `thermal_zone*` under `dir`: (°C, zone type).
+fn hottest_zone(dir: &Path) -> Option<(f64, String)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("thermal_zone"))
+        .filter_map(|e| {
+            let milli: f64 = read(e.path().join("temp"))?.trim().parse().ok()?;
+            let kind = read(e.path().join("type")).map(|t| t.trim().to_string()).unwrap_or_else(|| e.file_name().to_string_lossy().into_owned());
+            Some((round1(milli / 1000.0), kind))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// (available to unprivileged users, total) bytes on the filesystem holding
+/// `path`, or its nearest existing ancestor (recordings may not exist yet).
+fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    let abs = std::path::absolute(path).ok()?;
+    let existing = abs.ancestors().find(|p| p.exists())?;
+    let st = nix::sys::statvfs::statvfs(existing).ok()?;
+    let frag = st.fragment_size() as u64;
+    Some((st.blocks_available() as u64 * frag, st.blocks() as u64 * frag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files_including_odd_command_names() {
+        let stat = "4242 (my (weird) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 77 33 0 0 20 0 3 0 500 1000 200";
+        assert_eq!(parse_self_stat(stat), Some((77, 33)));
+        assert_eq!(parse_cpu_line("cpu  100 5 50 800 20 0 5 0 0 0\ncpu0 1 2 3 4\n"), Some((160, 980)));
+        let mem = "MemTotal:        2000 kB\nMemFree:  10 kB\nMemAvailable:     1500 kB\n";
+        assert_eq!(parse_meminfo(mem), (Some(2_048_000), Some(1_536_000)));
+        assert_eq!(parse_rss("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234 * 1024));
+    }
+
+    #[test]
+    fn the_hottest_readable_zone_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        for (zone, temp, kind) in [("thermal_zone0", "45123\n", "cpu-thermal"), ("thermal_zone1", "61900", "gpu-thermal"), ("thermal_zone2", "garbage", "broken")] {
+            std::fs::create_dir(dir.path().join(zone)).unwrap();
+            std::fs::write(dir.path().join(zone).join("temp"), temp).unwrap();
+            std::fs::write(dir.path().join(zone).join("type"), kind).unwrap();
+        }
+        assert_eq!(hottest_zone(dir.path()), Some((61.9, "gpu-thermal".into())));
+        assert_eq!(hottest_zone(&dir.path().join("none")), None);
+    }
+
+    #[test]
+    fn disk_space_of_a_path_not_made_yet_comes_from_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = disk_space(&dir.path().join("recordings/later")).unwrap();
+        assert!(total > 0 && free <= total);
+    }
+
+    #[test]
+    fn a_live_sample_measures_this_process() {
+        let mut s = SystemSampler::new();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let sample = s.sample(Some(Path::new(".")));
+        assert!(sample.process_cpu_percent.unwrap() > 20.0, "{sample:?}");
+        assert!(sample.rss_bytes.unwrap() > 1_000_000);
+        assert!(sample.mem_total_bytes.unwrap() >= sample.mem_available_bytes.unwrap());
+        assert!(sample.system_uptime_s.unwrap() > 0.0 && sample.disk_free_bytes.is_some());
+    }
+}
