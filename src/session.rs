@@ -81,6 +81,24 @@ pub fn assumed_format(config: &Config) -> plan::SourceFormat {
     plan::SourceFormat { width: top.width, height: top.height, fps }
 }
 
+/// How long the pipeline waits for the channel before starting anyway.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
+
+/// Holds the pipeline back until every publish is up (bounded): egress
+/// starts on a keyframe, so frames made before the channel accepted the
+/// publish would cost a whole GOP (2 s) before the first picture arrives.
+fn wait_for_publishes(egress: &[Egress]) {
+    let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+    let up = || egress.iter().all(|e| e.status.borrow().state != rtmp::EgressState::Connecting);
+    while !up() {
+        if std::time::Instant::now() >= deadline {
+            warn!("not every publish is up after {PUBLISH_WAIT:?}; starting the pipeline anyway");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 impl Session {
     pub fn start(config: &Config, board: &BoardProfile) -> Result<Session, SessionError> {
         let plan = make_plan(config, board)?;
@@ -114,6 +132,7 @@ impl Session {
         }
         let built = build::build(&plan, &taps)?;
         drop(taps);
+        wait_for_publishes(&egress);
         let (pipeline, events) = match actor::spawn(built) {
             Ok(x) => x,
             Err(e) => {

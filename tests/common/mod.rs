@@ -4,7 +4,10 @@
 //! CA for RTMPS ([`tls`]), free ports and condition waits.
 #![allow(dead_code)]
 
+pub mod device;
 pub mod ffprobe;
+pub mod mosquitto;
+pub mod mqtt;
 pub mod nginx;
 pub mod source;
 pub mod tls;
