@@ -89,6 +89,7 @@ impl Reporter {
                 "bitrate_kbps": round1((bytes - b0) as f64 * 8.0 / 1000.0 / secs),
                 "fps": round2((frames - f0) as f64 / secs),
                 "frames": frames,
+                "bytes": bytes,
                 "keyframes": st.keyframes.load(Ordering::Relaxed),
                 "frames_dropped": dropped,
                 "encoder_queue": s.pipeline.encoder_queue_level(&r.name),
