@@ -29,6 +29,11 @@ impl Target {
         Topics::new(self.prefix.as_deref().unwrap_or(&format!("fieldcast/{}", self.device)))
     }
 
+    /// A client with a fresh random id, or `None` after saying why not.
+    fn connect_or_say(&self, role: &str) -> Option<(AsyncClient, EventLoop)> {
+        self.connect(&format!("fieldcast-{role}-{:08x}", rand::random::<u32>())).map_err(|e| eprintln!("ctl: {e}")).ok()
+    }
+
     fn connect(&self, client_id: &str) -> Result<(AsyncClient, EventLoop), String> {
         let url = url::Url::parse(&self.broker).map_err(|e| format!("--broker: {e}"))?;
         let tls = matches!(url.scheme(), "mqtts" | "ssl" | "tls");
@@ -77,13 +82,7 @@ pub fn command(t: &Target, name: &str, body: Option<&str>, snapshot_out: Option<
     };
     let topics = t.topics();
     let reply_topic = topics.reply(Some(&id));
-    let (client, mut events) = match t.connect(&format!("fieldcast-ctl-{:08x}", rand::random::<u32>())) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("ctl: {e}");
-            return exit::USAGE;
-        }
-    };
+    let Some((client, mut events)) = t.connect_or_say("ctl") else { return exit::USAGE };
     runtime().block_on(async move {
         let _ = client.subscribe(reply_topic.clone(), QoS::AtLeastOnce).await;
         if snapshot_out.is_some() {
@@ -146,13 +145,7 @@ pub fn command(t: &Target, name: &str, body: Option<&str>, snapshot_out: Option<
 /// Prints status, events, config/reported and telemetry as they arrive.
 pub fn watch(t: &Target, count: Option<usize>) -> i32 {
     let topics = t.topics();
-    let (client, mut events) = match t.connect(&format!("fieldcast-watch-{:08x}", rand::random::<u32>())) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("ctl: {e}");
-            return exit::USAGE;
-        }
-    };
+    let Some((client, mut events)) = t.connect_or_say("watch") else { return exit::USAGE };
     runtime().block_on(async move {
         let filters = [topics.status(), topics.events(), topics.telemetry(), topics.reported(), topics.snapshot()];
         let mut seen = 0;

@@ -84,6 +84,17 @@ impl Rig {
         assert!(online.is_some(), "no online status: {}", self.log());
     }
 
+    /// Starts the device, sends `start`, waits until every rung's first
+    /// picture is at the channel; returns the rungs' recordings there.
+    fn go_live(&mut self) -> Vec<PathBuf> {
+        self.start_device();
+        let r = self.command("start", json!({"id": "go"}));
+        assert_eq!(r["state"], "live", "{r}");
+        let files: Vec<PathBuf> = rungs().iter().map(|r| self.rung_file("", r)).collect();
+        assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))), "not every rung arrived: {}", self.log());
+        files
+    }
+
     fn device(&mut self) -> &mut Device {
         self.device.as_mut().expect("device started")
     }
@@ -280,10 +291,7 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static s
 #[test]
 fn bad_payloads_get_coded_errors_while_the_stream_and_saved_state_stay_untouched() {
     let mut rig = Rig::new(Options::default());
-    rig.start_device();
-    assert_eq!(rig.command("start", json!({"id": "go"}))["state"], "live");
-    let files: Vec<PathBuf> = rungs().iter().map(|r| rig.rung_file("", r)).collect();
-    assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))));
+    let files = rig.go_live();
     let saved_before = std::fs::read(rig.state_file()).unwrap();
     let sizes = |fs: &[PathBuf]| fs.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).collect::<Vec<_>>();
     let before = sizes(&files);
@@ -327,10 +335,7 @@ fn bad_payloads_get_coded_errors_while_the_stream_and_saved_state_stay_untouched
 #[test]
 fn a_broker_outage_never_touches_the_stream_and_telemetry_resumes() {
     let mut rig = Rig::new(Options::default());
-    rig.start_device();
-    assert_eq!(rig.command("start", json!({"id": "go"}))["state"], "live");
-    let files: Vec<PathBuf> = rungs().iter().map(|r| rig.rung_file("", r)).collect();
-    assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))));
+    let files = rig.go_live();
     rig.dash.wait_json(T, &topic("telemetry"), |v| v["state"] == "live").expect("telemetry");
 
     rig.mosquitto.stop();
@@ -420,5 +425,46 @@ fn a_snapshot_is_a_jpeg_of_the_input_and_repeated_ids_run_once() {
     let fresh = rig.command("stop", json!({"id": "stop-y"}));
     assert_eq!(fresh["error"]["code"], "not_allowed");
     assert!(rig.dash.on(&topic("events")).iter().filter_map(|m| m.json()).all(|e| e["type"] != "state"), "the repeat changed state");
+    rig.assert_no_secrets();
+}
+
+fn ctl(rig: &Rig, args: &[&str]) -> std::process::Output {
+    let mut cmd = common::fieldcast_command();
+    cmd.args(["ctl", "--broker", &rig.mosquitto.url(), "--device", DEVICE, "--username", DASHBOARD, "--timeout", "20"])
+        .args(args)
+        .env("FIELDCAST_MQTT_PASSWORD", "dash-pw");
+    common::run_with_timeout(&mut cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn the_operator_cli_prints_replies_with_exit_codes_and_watches() {
+    let mut rig = Rig::new(Options::default());
+    rig.start_device();
+    let out = ctl(&rig, &["status", r#"{"id": "cli-1"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("the reply as JSON");
+    assert_eq!((reply["id"].as_str(), reply["result"]["device_id"].as_str()), (Some("cli-1"), Some(DEVICE)));
+
+    let out = ctl(&rig, &["stop"]);
+    assert_eq!(out.status.code(), Some(1), "a refusal exits 1");
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["error"]["code"], "not_allowed");
+    assert!(reply["id"].as_str().unwrap().starts_with("ctl-"), "ctl makes up an id: {reply}");
+
+    let out = ctl(&rig, &["start", "{not json"]);
+    assert_eq!(out.status.code(), Some(64));
+
+    let out = ctl(&rig, &["watch", "--count", "3"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains(&topic("status")) && text.contains("(retained)"), "{text}");
+
+    // Nobody answers for another device: exit 2 after the timeout.
+    let mut cmd = common::fieldcast_command();
+    cmd.args(["ctl", "--broker", &rig.mosquitto.url(), "--device", "nobody", "--username", DASHBOARD, "--timeout", "1", "status"])
+        .env("FIELDCAST_MQTT_PASSWORD", "dash-pw");
+    let out = common::run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     rig.assert_no_secrets();
 }

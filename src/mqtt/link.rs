@@ -49,7 +49,7 @@ pub struct LinkError {
 }
 
 pub enum Link {
-    V5(v5::AsyncClient, v5::EventLoop),
+    V5(v5::AsyncClient, Box<v5::EventLoop>),
     V311(rumqttc::AsyncClient, rumqttc::EventLoop),
 }
 
@@ -70,7 +70,7 @@ impl Link {
                     o.set_credentials(u, p);
                 }
                 let (c, e) = v5::AsyncClient::new(o, REQUEST_QUEUE);
-                Link::V5(c, e)
+                Link::V5(c, Box::new(e))
             }
             Protocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
@@ -108,15 +108,7 @@ impl Link {
                     }))
                 }
                 Ok(_) => Ok(Polled::Nothing),
-                Err(err) => {
-                    use v5::ConnectionError as E;
-                    use v5::mqttbytes::v5::ConnectReturnCode as C;
-                    let protocol_rejected = matches!(
-                        &err,
-                        E::ConnectionRefused(C::UnsupportedProtocolVersion | C::RefusedProtocolVersion) | E::NotConnAck(_) | E::MqttState(v5::StateError::Deserialization(_))
-                    );
-                    Err(LinkError { message: err.to_string(), protocol_rejected })
-                }
+                Err(err) => Err(LinkError { message: err.to_string(), protocol_rejected: v5_refused(&err) }),
             },
             Link::V311(_, e) => match e.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Ok(Polled::Connected),
@@ -166,3 +158,34 @@ impl Link {
 
 /// How long a graceful disconnect may take to flush.
 pub const FLUSH: Duration = Duration::from_secs(2);
+
+/// Whether a failed MQTT 5 connect means "this broker does not speak 5":
+/// it said so in its CONNACK, or answered with something that is not an
+/// MQTT 5 CONNACK (a 3.1.1 broker's refusal does not parse as one).
+/// Network and authentication failures are not: 3.1.1 would fail the same.
+fn v5_refused(err: &v5::ConnectionError) -> bool {
+    use v5::ConnectionError as E;
+    use v5::mqttbytes::v5::ConnectReturnCode as C;
+    matches!(
+        err,
+        E::ConnectionRefused(C::UnsupportedProtocolVersion | C::RefusedProtocolVersion)
+            | E::NotConnAck(_)
+            | E::MqttState(v5::StateError::Deserialization(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use v5::ConnectionError as E;
+    use v5::mqttbytes::v5::ConnectReturnCode as C;
+
+    #[test]
+    fn only_a_protocol_refusal_triggers_the_3_1_1_fallback() {
+        assert!(v5_refused(&E::ConnectionRefused(C::UnsupportedProtocolVersion)));
+        assert!(v5_refused(&E::MqttState(v5::StateError::Deserialization(v5::mqttbytes::Error::MalformedPacket))));
+        assert!(!v5_refused(&E::ConnectionRefused(C::BadUserNamePassword)));
+        assert!(!v5_refused(&E::ConnectionRefused(C::NotAuthorized)));
+        assert!(!v5_refused(&E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
+    }
+}

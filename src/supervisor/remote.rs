@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::command::{self, Command, Kind};
 use crate::control::dedup::Replies;
 use crate::control::error::{CommandError, ErrorCode};
-use crate::control::patch;
+use crate::control::{desired, patch};
 use crate::control::topics::Topics;
 use crate::exit;
 use crate::mqtt::{self, Inbound, Incoming, MqttHandle, Outgoing, Protocol};
@@ -404,7 +404,7 @@ impl Supervisor {
         if payload.is_empty() {
             return Vec::new();
         }
-        let (version, overlay) = match parse_desired(payload) {
+        let desired::Desired { version, overlay } = match desired::parse(payload) {
             Ok(x) => x,
             Err((version, e)) => {
                 warn!(code = e.code.as_str(), error = %e, "config/desired refused");
@@ -471,31 +471,4 @@ impl Supervisor {
 
 fn failure_with_id(id: Option<&str>, state: &State, e: &CommandError) -> Value {
     json!({"id": id, "ok": false, "state": state.name(), "error": error_json(e)})
-}
-
-/// `{"version": N, "config": {...}}` -> (version, overlay). On error, the
-/// version when it could be read.
-fn parse_desired(payload: &[u8]) -> Result<(u64, Map<String, Value>), (Option<u64>, CommandError)> {
-    if payload.len() > command::MAX_PAYLOAD {
-        return Err((None, CommandError::new(ErrorCode::PayloadTooLarge, format!("the limit is {} bytes", command::MAX_PAYLOAD))));
-    }
-    let v: Value = serde_json::from_slice(payload)
-        .map_err(|e| (None, CommandError::new(ErrorCode::MalformedJson, format!("line {} column {}", e.line(), e.column()))))?;
-    let Value::Object(mut o) = v else {
-        return Err((None, CommandError::new(ErrorCode::NotAnObject, "config/desired must be {\"version\": N, \"config\": {...}}")));
-    };
-    let version = match o.remove("version") {
-        Some(Value::Number(n)) if n.is_u64() => n.as_u64().expect("u64"),
-        Some(_) => return Err((None, CommandError::field(ErrorCode::WrongType, "version", "must be a whole number"))),
-        None => return Err((None, CommandError::field(ErrorCode::MissingField, "version", "config/desired needs a version"))),
-    };
-    let overlay = match o.remove("config") {
-        Some(Value::Object(c)) => c,
-        Some(_) => return Err((Some(version), CommandError::field(ErrorCode::WrongType, "config", "must be an object"))),
-        None => return Err((Some(version), CommandError::field(ErrorCode::MissingField, "config", "config/desired needs a config object"))),
-    };
-    if let Some(k) = o.keys().next() {
-        return Err((Some(version), CommandError::field(ErrorCode::UnknownField, k.as_str(), "config/desired holds only version and config")));
-    }
-    Ok((version, overlay))
 }
