@@ -468,3 +468,37 @@ fn the_operator_cli_prints_replies_with_exit_codes_and_watches() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     rig.assert_no_secrets();
 }
+
+#[test]
+fn configure_merges_a_patch_restarts_the_stream_on_it_and_null_reverts_it() {
+    let mut rig = Rig::new(Options::default());
+    rig.go_live();
+    let ladder = small_ladder();
+    let (top, rest) = (ladder[0], &ladder[1..]);
+    // Only the top rung, at a new bitrate; the rest of the config stays.
+    let patch = json!({"ladder": {"rungs": [{"name": top.0, "width": top.1, "height": top.2, "bitrate_kbps": top.3 / 2}]}});
+    let r = rig.command("configure", json!({"id": "cfg-1", "config": patch}));
+    assert_eq!((r["ok"].as_bool(), r["state"].as_str(), r["result"]["config_version"].as_u64()), (Some(true), Some("live"), Some(1)), "{r}");
+    let t = rig
+        .dash
+        .wait_json(T, &topic("telemetry"), |v| v["rungs"].as_array().is_some_and(|a| a.len() == 1 && a[0]["fps"].as_f64() > Some(0.0)))
+        .expect("telemetry on the new ladder");
+    assert_eq!(t["rungs"][0]["target_kbps"].as_u64(), Some(u64::from(top.3 / 2)));
+    assert_eq!(t["destinations"].as_array().unwrap().len(), 1);
+    let reported = rig.reply(&topic("config/reported"), |v| v["config_version"] == 1);
+    assert_eq!(reported["config"]["ladder"]["rungs"][0]["name"], top.0);
+    let saved: Value = serde_json::from_slice(&std::fs::read(rig.state_file()).unwrap()).unwrap();
+    assert_eq!(saved["overlay"]["ladder"]["rungs"][0]["bitrate_kbps"].as_u64(), Some(u64::from(top.3 / 2)));
+
+    // `null` removes the override: back to the file's ladder, every rung.
+    let others: Vec<PathBuf> = rest.iter().map(|(name, ..)| rig.rung_file("", name)).collect();
+    for f in &others {
+        std::fs::remove_file(f).unwrap();
+    }
+    let r = rig.command("configure", json!({"id": "cfg-2", "config": {"ladder": null}}));
+    assert_eq!((r["ok"].as_bool(), r["result"]["config_version"].as_u64()), (Some(true), Some(2)), "{r}");
+    assert!(wait_for(T, || others.iter().all(|f| flv_has_video_frame(f))), "the other rungs did not come back");
+    let saved: Value = serde_json::from_slice(&std::fs::read(rig.state_file()).unwrap()).unwrap();
+    assert_eq!(saved["overlay"], json!({}));
+    rig.assert_no_secrets();
+}

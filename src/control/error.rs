@@ -24,8 +24,6 @@ pub enum ErrorCode {
     NotAllowed,
     /// The command cannot be served right now (no input for a snapshot).
     Unavailable,
-    /// Too many commands queued; retry.
-    Busy,
     /// Accepted, but the stream could not start (the reason says why).
     StartFailed,
     /// Applying failed on this box (e.g. the state could not be saved).
@@ -56,7 +54,6 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::InvalidConfig, "invalid_config"),
     (ErrorCode::NotAllowed, "not_allowed"),
     (ErrorCode::Unavailable, "unavailable"),
-    (ErrorCode::Busy, "busy"),
     (ErrorCode::StartFailed, "start_failed"),
     (ErrorCode::Internal, "internal"),
 ];

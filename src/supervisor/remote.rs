@@ -395,7 +395,10 @@ impl Supervisor {
             info!(config_version = r.saved.config_version, "remote config applied");
             r.event("config", json!({"status": "applied", "config_version": r.saved.config_version}));
         }
-        Ok(if changed && self.machine.state.running() { self.machine.step(Event::RestartRequested) } else { Vec::new() })
+        // Restart a running stream on it; and a box stuck in `error` (say, on
+        // a config this board could not run) tries again if it should be live.
+        let retry = matches!(self.machine.state, State::Error { .. }) && r.saved.run == RunState::Live;
+        Ok(if changed && (self.machine.state.running() || retry) { self.machine.step(Event::RestartRequested) } else { Vec::new() })
     }
 
     /// `config/desired`: `{"version": N, "config": {...}}`, the whole overlay.
