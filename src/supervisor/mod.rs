@@ -4,6 +4,7 @@
 //! (signals, commands, pipeline and egress status, timers) and executes the
 //! actions it returns.
 
+mod commands;
 mod machine;
 mod remote;
 

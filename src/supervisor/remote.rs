@@ -1,61 +1,60 @@
-//! Fleet control: the supervisor's MQTT side. Commands become machine events
-//! (refused with a typed error when they make no sense now), config changes
-//! are validated whole, saved atomically, then applied; replies, status,
-//! events, `config/reported` and telemetry go out through the MQTT actor.
+//! Fleet control, the device's voice: the MQTT actor's handle and what goes
+//! out through it (status and its Last Will, events, `config/reported`,
+//! replies remembered by id), plus the saved remote state. Commands are
+//! executed in `commands.rs`.
 
-use super::{Action, Event, State, Supervisor};
+use super::State;
 use crate::board::BoardProfile;
 use crate::config::Config;
-use crate::control::command::{self, Command, Kind};
 use crate::control::dedup::Replies;
 use crate::control::error::{CommandError, ErrorCode};
-use crate::control::{desired, patch};
+use crate::control::patch;
 use crate::control::topics::Topics;
 use crate::exit;
-use crate::mqtt::{self, Inbound, Incoming, MqttHandle, Outgoing, Protocol};
+use crate::mqtt::{self, Inbound, MqttHandle, Outgoing, Protocol};
 use crate::persist::{RunState, Saved, Store};
 use crate::telemetry::report::Reporter;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 /// Where a reply goes: the MQTT 5 response topic, else `reply/<id>`.
 #[derive(Clone, Debug)]
-struct ReplyTo {
-    topic: String,
-    correlation: Option<Bytes>,
+pub(super) struct ReplyTo {
+    pub(super) topic: String,
+    pub(super) correlation: Option<Bytes>,
 }
 
 /// A command accepted whose reply waits for the actions it started.
-struct Awaiting {
-    id: String,
-    name: &'static str,
-    to: ReplyTo,
-    result: Value,
+pub(super) struct Awaiting {
+    pub(super) id: String,
+    pub(super) name: &'static str,
+    pub(super) to: ReplyTo,
+    pub(super) result: Value,
 }
 
 pub(super) struct Remote {
-    mqtt: MqttHandle,
-    inbound: mpsc::Receiver<Inbound>,
-    topics: Topics,
-    store: Store,
-    saved: Saved,
-    base: toml::Table,
-    replies: Replies,
-    reporter: Reporter,
-    every: Duration,
-    device_id: String,
-    board: String,
-    started_at: String,
-    protocol: Option<Protocol>,
-    awaiting: Vec<Awaiting>,
+    pub(super) mqtt: MqttHandle,
+    pub(super) inbound: mpsc::Receiver<Inbound>,
+    pub(super) topics: Topics,
+    pub(super) store: Store,
+    pub(super) saved: Saved,
+    pub(super) base: toml::Table,
+    pub(super) replies: Replies,
+    pub(super) reporter: Reporter,
+    pub(super) every: Duration,
+    pub(super) device_id: String,
+    pub(super) board: String,
+    pub(super) started_at: String,
+    pub(super) protocol: Option<Protocol>,
+    pub(super) awaiting: Vec<Awaiting>,
     /// A `config/desired` version being applied: reported `synced` once settled.
-    syncing: Option<u64>,
+    pub(super) syncing: Option<u64>,
     /// The last `config/reported` document (re-sent after a reconnect).
-    reported: Value,
-    recording_dir: Option<std::path::PathBuf>,
+    pub(super) reported: Value,
+    pub(super) recording_dir: Option<std::path::PathBuf>,
 }
 
 const REPLY_MEMORY: usize = 256;
@@ -142,13 +141,13 @@ impl Remote {
         self.mqtt.close(last).await;
     }
 
-    fn publish(&self, m: Outgoing) {
+    pub(super) fn publish(&self, m: Outgoing) {
         if !self.mqtt.publish(m) {
             warn!("MQTT queue full: a message was dropped");
         }
     }
 
-    fn status_doc(&self, state: &State) -> Value {
+    pub(super) fn status_doc(&self, state: &State) -> Value {
         json!({
             "online": true,
             "state": state.name(),
@@ -163,7 +162,7 @@ impl Remote {
         })
     }
 
-    fn event(&self, kind: &str, mut body: Value) {
+    pub(super) fn event(&self, kind: &str, mut body: Value) {
         body["type"] = json!(kind);
         body["ts"] = json!(now_rfc3339());
         self.publish(Outgoing::json(self.topics.events(), &body, true, false));
@@ -174,7 +173,7 @@ impl Remote {
         self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
     }
 
-    fn report_config(&mut self, (status, error): (&str, Option<&CommandError>)) {
+    pub(super) fn report_config(&mut self, (status, error): (&str, Option<&CommandError>)) {
         self.reported = json!({
             "version": self.saved.desired_version,
             "config_version": self.saved.config_version,
@@ -186,7 +185,7 @@ impl Remote {
         self.publish(Outgoing::json(self.topics.reported(), &self.reported, true, true));
     }
 
-    fn reply(&mut self, id: Option<&str>, to: &ReplyTo, body: Value, remember: bool) {
+    pub(super) fn reply(&mut self, id: Option<&str>, to: &ReplyTo, body: Value, remember: bool) {
         let bytes = serde_json::to_vec(&body).expect("json");
         if let (true, Some(id)) = (remember, id) {
             self.replies.insert(id, bytes.clone());
@@ -194,7 +193,7 @@ impl Remote {
         self.send_reply(to, Bytes::from(bytes));
     }
 
-    fn send_reply(&self, to: &ReplyTo, payload: Bytes) {
+    pub(super) fn send_reply(&self, to: &ReplyTo, payload: Bytes) {
         self.publish(Outgoing { topic: to.topic.clone(), payload, qos1: true, retain: false, correlation: to.correlation.clone(), content_type: "application/json" });
     }
 
@@ -218,7 +217,7 @@ impl Remote {
         }
     }
 
-    fn save(&mut self, next: Saved) -> Result<(), CommandError> {
+    pub(super) fn save(&mut self, next: Saved) -> Result<(), CommandError> {
         self.store.save(&next).map_err(|e| {
             error!(error = %e, "cannot save remote state");
             CommandError::new(ErrorCode::Internal, format!("cannot save the state: {e}"))
@@ -238,240 +237,19 @@ pub(super) async fn next_inbound(remote: &mut Option<Remote>) -> Inbound {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-fn error_json(e: &CommandError) -> Value {
+pub(super) fn error_json(e: &CommandError) -> Value {
     serde_json::to_value(e).expect("json")
 }
 
-fn success(id: &str, state: &State, result: Value) -> Value {
+pub(super) fn success(id: &str, state: &State, result: Value) -> Value {
     json!({"id": id, "ok": true, "state": state.name(), "result": result})
 }
 
-fn failure(id: &str, state: &State, e: &CommandError) -> Value {
+pub(super) fn failure(id: &str, state: &State, e: &CommandError) -> Value {
     json!({"id": id, "ok": false, "state": state.name(), "error": error_json(e)})
 }
 
-impl Supervisor {
-    pub(super) async fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
-        let Some(r) = &mut self.remote else { return Vec::new() };
-        match msg {
-            Inbound::Up { protocol, outage, dropped } => {
-                r.protocol = Some(protocol);
-                r.publish(Outgoing::json(r.topics.status(), &r.status_doc(&self.machine.state), true, true));
-                r.publish(Outgoing::json(r.topics.reported(), &r.reported, true, true));
-                if let Some(outage) = outage {
-                    r.event("mqtt_reconnected", json!({"outage_s": outage.as_secs_f64(), "messages_dropped": dropped, "state": self.machine.state.name()}));
-                }
-                Vec::new()
-            }
-            Inbound::Down { .. } => Vec::new(),
-            Inbound::Message(m) if m.topic == r.topics.desired() => self.on_desired(&m.payload),
-            Inbound::Message(m) => match r.topics.command_name(&m.topic).map(str::to_string) {
-                Some(name) => self.on_command(&name, m).await,
-                None => Vec::new(),
-            },
-        }
-    }
-
-    async fn on_command(&mut self, name: &str, m: Incoming) -> Vec<Action> {
-        let r = self.remote.as_mut().expect("remote");
-        let parsed = command::parse(name, &m.payload, SystemTime::now());
-        let id = match &parsed {
-            Ok(c) => Some(c.id.clone()),
-            Err(e) => e.id.clone(),
-        };
-        let to = ReplyTo {
-            topic: m.response_topic.clone().unwrap_or_else(|| r.topics.reply(id.as_deref())),
-            correlation: m.correlation.clone(),
-        };
-        let cmd = match parsed {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(command = name, code = e.code.as_str(), field = e.field.as_deref(), "command refused");
-                r.event("command", json!({"name": name, "id": id, "ok": false, "code": e.code}));
-                r.reply(id.as_deref(), &to, failure_with_id(id.as_deref(), &self.machine.state, &e), false);
-                return Vec::new();
-            }
-        };
-        if let Some(first) = r.replies.get(&cmd.id) {
-            info!(command = name, id = %cmd.id, "repeated command id: sending the first reply again");
-            let first = Bytes::copy_from_slice(first);
-            r.send_reply(&to, first);
-            return Vec::new();
-        }
-        info!(command = name, id = %cmd.id, "command");
-        match self.execute_command(&cmd, &to).await {
-            Ok(actions) => actions,
-            Err(e) => {
-                let r = self.remote.as_mut().expect("remote");
-                warn!(command = name, id = %cmd.id, code = e.code.as_str(), error = %e, "command failed");
-                r.event("command", json!({"name": name, "id": cmd.id, "ok": false, "code": e.code}));
-                let body = failure(&cmd.id, &self.machine.state, &e);
-                r.reply(Some(&cmd.id), &to, body, true);
-                Vec::new()
-            }
-        }
-    }
-
-    /// Runs a parsed command. `Ok(actions)`: the reply is sent when they are
-    /// done (or now, for commands with none).
-    async fn execute_command(&mut self, cmd: &Command, to: &ReplyTo) -> Result<Vec<Action>, CommandError> {
-        let refused = |e: super::Refusal| CommandError::new(ErrorCode::NotAllowed, e.to_string());
-        let (actions, result) = match &cmd.kind {
-            Kind::Status => (Vec::new(), self.status_result()),
-            Kind::Start => {
-                self.machine.accepts(&Event::StartRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Live)?;
-                (self.machine.step(Event::StartRequested), Value::Null)
-            }
-            Kind::Stop => {
-                self.machine.accepts(&Event::StopRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Idle)?;
-                (self.machine.step(Event::StopRequested), Value::Null)
-            }
-            Kind::Restart => {
-                self.machine.accepts(&Event::RestartRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Live)?;
-                (self.machine.step(Event::RestartRequested), Value::Null)
-            }
-            Kind::Configure { patch: p } => {
-                patch::check_sections(p)?;
-                let mut overlay = self.remote.as_ref().expect("remote").saved.overlay.clone();
-                patch::merge_patch(&mut overlay, p);
-                let actions = self.apply_overlay(overlay, None)?;
-                let r = self.remote.as_mut().expect("remote");
-                r.report_config(("synced", None));
-                (actions, json!({"config_version": r.saved.config_version}))
-            }
-            Kind::Snapshot { width } => (Vec::new(), self.snapshot(*width).await?),
-        };
-        let r = self.remote.as_mut().expect("remote");
-        r.event("command", json!({"name": cmd.kind.name(), "id": cmd.id, "ok": true}));
-        r.awaiting.push(Awaiting { id: cmd.id.clone(), name: cmd.kind.name(), to: to.clone(), result });
-        if actions.is_empty() {
-            r.settle(&self.machine.state);
-        }
-        Ok(actions)
-    }
-
-    fn status_result(&self) -> Value {
-        let r = self.remote.as_ref().expect("remote");
-        let mut v = r.status_doc(&self.machine.state);
-        v["live_for_s"] = json!(self.session.as_ref().map(|s| s.started.elapsed().as_secs_f64()));
-        v["destinations"] = json!(self.config.destinations.iter().map(|d| json!({"name": d.name, "url": d.url.to_string()})).collect::<Vec<_>>());
-        v
-    }
-
-    fn set_desired_run(&mut self, run: RunState) -> Result<(), CommandError> {
-        let r = self.remote.as_mut().expect("remote");
-        if r.saved.run == run {
-            return Ok(());
-        }
-        let next = Saved { run, ..r.saved.clone() };
-        r.save(next)
-    }
-
-    /// Validates `overlay` over the file's config, whole (config rules and the
-    /// board's limits), saves it, makes it current and restarts a running
-    /// session on it. Nothing changes when any step before the save fails.
-    fn apply_overlay(&mut self, overlay: Map<String, Value>, desired: Option<u64>) -> Result<Vec<Action>, CommandError> {
-        let r = self.remote.as_mut().expect("remote");
-        let config = patch::effective(&r.base, &overlay)?;
-        crate::session::preflight(&config, &self.board).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
-        let changed = config != self.config;
-        let next = Saved {
-            overlay,
-            config_version: r.saved.config_version + u64::from(changed),
-            desired_version: desired.or(r.saved.desired_version),
-            ..r.saved.clone()
-        };
-        r.save(next)?;
-        r.recording_dir = config.recording.as_ref().map(|x| x.dir.clone());
-        self.config = config;
-        if changed {
-            info!(config_version = r.saved.config_version, "remote config applied");
-            r.event("config", json!({"status": "applied", "config_version": r.saved.config_version}));
-        }
-        // Restart a running stream on it; and a box stuck in `error` (say, on
-        // a config this board could not run) tries again if it should be live.
-        let retry = matches!(self.machine.state, State::Error { .. }) && r.saved.run == RunState::Live;
-        Ok(if changed && (self.machine.state.running() || retry) { self.machine.step(Event::RestartRequested) } else { Vec::new() })
-    }
-
-    /// `config/desired`: `{"version": N, "config": {...}}`, the whole overlay.
-    fn on_desired(&mut self, payload: &[u8]) -> Vec<Action> {
-        let r = self.remote.as_mut().expect("remote");
-        if payload.is_empty() {
-            return Vec::new();
-        }
-        let desired::Desired { version, overlay } = match desired::parse(payload) {
-            Ok(x) => x,
-            Err((version, e)) => {
-                warn!(code = e.code.as_str(), error = %e, "config/desired refused");
-                if let Some(v) = version {
-                    let next = Saved { desired_version: Some(v), ..r.saved.clone() };
-                    let _ = r.save(next);
-                }
-                r.report_config(("rejected", Some(&e)));
-                r.event("config", json!({"status": "rejected", "version": version, "error": error_json(&e)}));
-                return Vec::new();
-            }
-        };
-        if r.saved.desired_version == Some(version) {
-            return Vec::new();
-        }
-        info!(version, "config/desired received");
-        r.report_config(("syncing", None));
-        match self.apply_overlay(overlay, Some(version)) {
-            Ok(actions) => {
-                let r = self.remote.as_mut().expect("remote");
-                r.syncing = Some(version);
-                if actions.is_empty() {
-                    r.settle(&self.machine.state);
-                }
-                actions
-            }
-            Err(e) => {
-                let r = self.remote.as_mut().expect("remote");
-                warn!(version, code = e.code.as_str(), error = %e, "config/desired rejected");
-                let next = Saved { desired_version: Some(version), ..r.saved.clone() };
-                let _ = r.save(next);
-                r.report_config(("rejected", Some(&e)));
-                r.event("config", json!({"status": "rejected", "version": version, "error": error_json(&e)}));
-                Vec::new()
-            }
-        }
-    }
-
-    async fn snapshot(&mut self, width: u32) -> Result<Value, CommandError> {
-        let Some(s) = &self.session else {
-            return Err(CommandError::new(ErrorCode::Unavailable, format!("no input while {}", self.machine.state.name())));
-        };
-        let frame = s.pipeline.last_frame();
-        let job = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::jpeg(frame, width));
-        let jpeg = match tokio::time::timeout(crate::pipeline::snapshot::TIMEOUT, job).await {
-            Ok(Ok(Ok(j))) => j,
-            Ok(Ok(Err(e))) => return Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
-            _ => return Err(CommandError::new(ErrorCode::Unavailable, "the snapshot took too long")),
-        };
-        let r = self.remote.as_ref().expect("remote");
-        let topic = r.topics.snapshot();
-        let bytes = jpeg.bytes.len();
-        r.publish(Outgoing { topic: topic.clone(), payload: Bytes::from(jpeg.bytes), qos1: false, retain: false, correlation: None, content_type: "image/jpeg" });
-        Ok(json!({"topic": topic, "bytes": bytes, "width": jpeg.width, "height": jpeg.height, "taken_at": now_rfc3339()}))
-    }
-
-    pub(super) fn publish_telemetry(&mut self) {
-        let Some(r) = &mut self.remote else { return };
-        let disk = r.recording_dir.clone().unwrap_or_else(|| self.config.state_dir.clone());
-        let report = r.reporter.report(&self.machine.state, self.session.as_ref(), Some(&disk));
-        r.publish(Outgoing::json(r.topics.telemetry(), &report, false, false));
-    }
-}
-
-fn failure_with_id(id: Option<&str>, state: &State, e: &CommandError) -> Value {
-    json!({"id": id, "ok": false, "state": state.name(), "error": error_json(e)})
-}
