@@ -86,7 +86,9 @@ impl Supervisor {
             Kind::Start => {
                 self.machine.accepts(&Event::StartRequested).map_err(refused)?;
                 self.set_desired_run(RunState::Live)?;
-                (self.machine.step(Event::StartRequested), Value::Null)
+                // Already streaming: nothing to do but say how it is going.
+                let result = if self.session.is_some() { self.status_result() } else { Value::Null };
+                (self.machine.step(Event::StartRequested), result)
             }
             Kind::Stop => {
                 self.machine.accepts(&Event::StopRequested).map_err(refused)?;

@@ -13,11 +13,15 @@ use tempfile::TempDir;
 
 #[derive(Clone, Debug, Default)]
 pub struct MosquittoOptions {
+    /// Add a TLS listener with a server certificate from a fresh [`TestCa`].
     pub tls: bool,
     /// With users: `allow_anonymous false` and a password file.
     pub users: Vec<(String, String)>,
     /// An ACL file's text.
     pub acl: Option<String>,
+    /// The TLS listener demands a client certificate from the test CA and
+    /// takes its CN as the user name (mutual TLS).
+    pub client_certs: bool,
 }
 
 /// A device may use only its own topics; the dashboard sees the fleet.
@@ -25,6 +29,7 @@ pub fn device_acl(device_user: &str, dashboard_user: &str) -> String {
     format!("user {device_user}\ntopic readwrite fieldcast/{device_user}/#\n\nuser {dashboard_user}\ntopic readwrite fieldcast/#\n")
 }
 
+/// A running broker; dropping it stops it (and removes its temp dir).
 pub struct Mosquitto {
     dir: TempDir,
     pub port: u16,
@@ -34,10 +39,12 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Anonymous access, plain listener only.
     pub fn start() -> Mosquitto {
         Mosquitto::start_with(MosquittoOptions::default())
     }
 
+    /// Writes the config to a temp dir and starts the broker on free ports.
     pub fn start_with(o: MosquittoOptions) -> Mosquitto {
         let dir = tempfile::Builder::new().prefix("fieldcast-mosquitto-").tempdir().expect("temp dir");
         let d = dir.path();
@@ -53,16 +60,21 @@ impl Mosquitto {
                 ca.cert_pem.display(),
                 ca.key_pem.display()
             );
+            if o.client_certs {
+                conf += "require_certificate true\nuse_identity_as_username true\n";
+            }
         }
         if o.users.is_empty() {
             conf += "allow_anonymous true\n";
         } else {
             let pw = d.join("passwd");
-            std::fs::write(&pw, "").unwrap();
-            for (u, p) in &o.users {
-                let st = Command::new("mosquitto_passwd").arg("-b").arg(&pw).arg(u).arg(p).status().expect("mosquitto_passwd");
-                assert!(st.success());
+            for (i, (u, p)) in o.users.iter().enumerate() {
+                let create: &[&str] = if i == 0 { &["-b", "-c"] } else { &["-b"] };
+                let st = Command::new("mosquitto_passwd").args(create).arg(&pw).arg(u).arg(p).status().expect("mosquitto_passwd");
+                assert!(st.success(), "mosquitto_passwd for {u}");
             }
+            // Owner-only, as mosquitto expects (later 2.0.x releases warn about readable ones).
+            std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
             conf += &format!("allow_anonymous false\npassword_file {}\n", pw.display());
         }
         if let Some(acl) = &o.acl {
@@ -79,27 +91,55 @@ impl Mosquitto {
         m
     }
 
+    /// The plain listener's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The TLS listener's port, if started with `tls`.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// `mqtts://localhost:PORT` (by name, so the certificate's name is checked).
     pub fn tls_url(&self) -> String {
         format!("mqtts://localhost:{}", self.tls_port.expect("started with tls"))
     }
 
+    /// A client certificate and key for `cn`, signed by the broker's test CA.
+    pub fn client_cert(&self, cn: &str) -> (PathBuf, PathBuf) {
+        self.ca.as_ref().expect("started with tls").issue_client(self.dir.path(), cn)
+    }
+
+    /// The CA that signed the TLS listener's certificate.
     pub fn ca_file(&self) -> Option<PathBuf> {
         self.ca.as_ref().map(|c| c.ca_pem.clone())
     }
 
+    /// The broker's log (`log_type all`), then anything it wrote to stderr
+    /// (config errors are reported there, before the log file is opened).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        read("mosquitto.log") + &read("stderr.log")
     }
 
+    /// Whether the broker process is alive.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// SIGTERM (SIGKILL after 5 s), waits until the plain port is closed.
     pub fn stop(&mut self) {
+        self.halt();
+        assert!(wait_for(Duration::from_secs(5), || !port_accepts(self.port)), "mosquitto still listening");
+    }
+
+    fn halt(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill(c.id(), Signal::SIGTERM);
             if !wait_child(&mut c, Duration::from_secs(5)) {
@@ -109,28 +149,28 @@ impl Mosquitto {
         }
     }
 
-    /// (Re)starts on the same ports with the same config.
+    /// (Re)starts on the same ports with the same config; waits until every
+    /// listener accepts (panics with the log if it exits or times out).
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("mosquitto")
+        let stderr = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start mosquitto (apt-get install mosquitto)");
         self.child = Some(child);
         let ports: Vec<u16> = std::iter::once(self.port).chain(self.tls_port).collect();
-        assert!(
-            wait_for(Duration::from_secs(10), || ports.iter().all(|p| port_accepts(*p))),
-            "mosquitto did not start: {}",
-            self.log()
-        );
+        let up = wait_for(Duration::from_secs(10), || !self.is_running() || ports.iter().all(|p| port_accepts(*p)));
+        assert!(up && self.is_running(), "mosquitto did not start:\n{}", self.log());
     }
 }
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        self.stop();
+        self.halt();
     }
 }

@@ -59,4 +59,20 @@ impl TestCa {
         );
         TestCa { ca_pem: dir.join("ca.pem"), cert_pem: dir.join("server.pem"), key_pem: dir.join("server.key") }
     }
+
+    /// A client certificate for `cn`, signed by this CA (mutual TLS):
+    /// (certificate, key) PEM files in `dir`.
+    pub fn issue_client(&self, dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+        let (key, csr, cert, ext) = (format!("{cn}.key"), format!("{cn}.csr"), format!("{cn}.pem"), format!("{cn}.ext"));
+        let subj = format!("/CN={cn}");
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        std::fs::write(dir.join(&ext), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
+        let (ca, ca_key) = (self.ca_pem.to_str().unwrap(), self.ca_pem.with_file_name("ca.key"));
+        openssl(dir, &["x509", "-req", "-in", &csr, "-CA", ca, "-CAkey", ca_key.to_str().unwrap(), "-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", &ext]);
+        (dir.join(cert), dir.join(key))
+    }
 }
