@@ -2,7 +2,6 @@
 //! reported by field and retried with backoff; the process stays up and
 //! still stops cleanly. Under systemd its log lines carry their priority.
 
-#[allow(dead_code)]
 mod common;
 
 /// Runs fieldcast on a V4L2 device that does not exist; returns exit code and log.

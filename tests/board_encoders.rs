@@ -3,7 +3,6 @@
 //! on the recording. Boards whose hardware encoder is absent here are
 //! skipped, and the test says which.
 
-#[allow(dead_code)]
 mod common;
 
 use common::ffprobe::video_packets;

@@ -2,7 +2,6 @@
 //! with the config-error code (78, which systemd will not restart); a valid
 //! one prints the resolved plan with every secret redacted.
 
-#[allow(dead_code)]
 mod common;
 
 

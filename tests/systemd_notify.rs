@@ -3,7 +3,6 @@
 //! STATUS= lines and periodic WATCHDOG=1; when the capture stalls (the
 //! process feeding it is frozen) the pings stop, so systemd would restart it.
 
-#[allow(dead_code)]
 mod common;
 
 use std::os::unix::net::UnixDatagram;

@@ -10,8 +10,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The ladder profiles of ingest.md section 6: (name, width, height, kbit/s).
-pub const PROFILES: &[(&str, &[(&str, u32, u32, u64)])] = &[
+/// One rung of a built-in profile: (name, width, height, kbit/s).
+pub type ProfileRung = (&'static str, u32, u32, u64);
+
+/// The ladder profiles of ingest.md section 6.
+pub const PROFILES: &[(&str, &[ProfileRung])] = &[
     ("standard", &[("1080p", 1920, 1080, 5500), ("720p", 1280, 720, 3000), ("540p", 960, 540, 1600), ("360p", 640, 360, 800)]),
     ("basic", &[("720p", 1280, 720, 2000), ("540p", 960, 540, 1100), ("360p", 640, 360, 600)]),
     ("single", &[("1080p", 1920, 1080, 6000)]),
@@ -109,7 +112,7 @@ pub fn parse_fps(v: &toml::Value) -> Result<Fps, String> {
 }
 
 fn even_size(e: &mut Errors, field: &str, v: u32, max: u32) {
-    if v < 64 || v > max || v % 2 != 0 {
+    if v < 64 || v > max || !v.is_multiple_of(2) {
         e.add(field, format!("{v} is not an even number of pixels between 64 and {max}"));
     }
 }

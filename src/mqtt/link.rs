@@ -50,7 +50,7 @@ pub struct LinkError {
 
 pub enum Link {
     V5(v5::AsyncClient, Box<v5::EventLoop>),
-    V311(rumqttc::AsyncClient, rumqttc::EventLoop),
+    V311(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
 }
 
 impl Link {
@@ -81,7 +81,7 @@ impl Link {
                     o.set_credentials(u, p);
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, REQUEST_QUEUE);
-                Link::V311(c, e)
+                Link::V311(c, Box::new(e))
             }
         }
     }
