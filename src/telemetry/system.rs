@@ -29,13 +29,13 @@ pub struct SystemSample {
 #[derive(Clone, Copy)]
 struct Cpu {
     at: Instant,
-    process_ticks: Option<u64>,
+    /// This process's user + system CPU time, seconds.
+    process_cpu_s: Option<f64>,
     machine: Option<(u64, u64)>,
 }
 
 pub struct SystemSampler {
     last: Cpu,
-    ticks_per_s: f64,
 }
 
 impl Default for SystemSampler {
@@ -50,14 +50,13 @@ fn read(path: impl AsRef<Path>) -> Option<String> {
 
 impl SystemSampler {
     pub fn new() -> Self {
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0).unwrap_or(100);
-        SystemSampler { last: Self::cpu(), ticks_per_s: ticks as f64 }
+        SystemSampler { last: Self::cpu() }
     }
 
     fn cpu() -> Cpu {
         Cpu {
             at: Instant::now(),
-            process_ticks: read("/proc/self/stat").as_deref().and_then(parse_self_stat).map(|(u, s)| u + s),
+            process_cpu_s: process_cpu_seconds(),
             machine: read("/proc/stat").as_deref().and_then(parse_cpu_line),
         }
     }
@@ -65,8 +64,8 @@ impl SystemSampler {
     pub fn sample(&mut self, disk_path: Option<&Path>) -> SystemSample {
         let now = Self::cpu();
         let secs = now.at.duration_since(self.last.at).as_secs_f64();
-        let process_cpu_percent = match (self.last.process_ticks, now.process_ticks) {
-            (Some(a), Some(b)) if secs > 0.01 => Some(round1((b.saturating_sub(a)) as f64 / self.ticks_per_s / secs * 100.0)),
+        let process_cpu_percent = match (self.last.process_cpu_s, now.process_cpu_s) {
+            (Some(a), Some(b)) if secs > 0.01 => Some(round1((b - a).max(0.0) / secs * 100.0)),
             _ => None,
         };
         let cpu_percent = match (self.last.machine, now.machine) {
@@ -100,13 +99,13 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `/proc/self/stat` -> (utime, stime) in ticks. The command name may hold
-/// spaces and parentheses, so fields are counted after the last `)`.
-fn parse_self_stat(s: &str) -> Option<(u64, u64)> {
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
-    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+/// This process's CPU time (all threads), from getrusage: microsecond
+/// resolution, and true under qemu-user, whose `/proc/self/stat` reads 0.
+fn process_cpu_seconds() -> Option<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(secs(u.user_time()) + secs(u.system_time()))
 }
 
 /// The first `cpu ` line of `/proc/stat` -> (busy, total) ticks.
@@ -159,9 +158,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_files_including_odd_command_names() {
-        let stat = "4242 (my (weird) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 77 33 0 0 20 0 3 0 500 1000 200";
-        assert_eq!(parse_self_stat(stat), Some((77, 33)));
+    fn parses_proc_files() {
         assert_eq!(parse_cpu_line("cpu  100 5 50 800 20 0 5 0 0 0\ncpu0 1 2 3 4\n"), Some((160, 980)));
         let mem = "MemTotal:        2000 kB\nMemFree:  10 kB\nMemAvailable:     1500 kB\n";
         assert_eq!(parse_meminfo(mem), (Some(2_048_000), Some(1_536_000)));
