@@ -4,7 +4,7 @@
 # loopback; encoding end-to-end tests use a smaller ladder under emulation.
 set -eu
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-test-deps.sh
 scripts/cross-setup.sh
 export FIELDCAST_BOARD_DIR="$PWD/board"
 cargo test --locked --target aarch64-unknown-linux-gnu -- --test-threads=1

@@ -3,7 +3,7 @@
 # time (each encodes a live ladder; the machines have 2 cores).
 set -eu
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-test-deps.sh
 export FIELDCAST_BOARD_DIR="$PWD/board"
 cargo build --all-targets --locked
 cargo test --locked --lib --bins

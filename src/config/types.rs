@@ -215,7 +215,8 @@ pub struct Config {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum MqttProtocol {
-    /// MQTT 5, falling back to 3.1.1 when the broker refuses 5.
+    /// MQTT 5, falling back to 3.1.1 when the broker refuses or does not
+    /// answer 5 (see `mqtt::negotiate`).
     Auto,
     V5,
     V311,

@@ -44,17 +44,48 @@ pub enum Polled {
 #[derive(Debug)]
 pub struct LinkError {
     pub message: String,
-    /// The broker turned down MQTT 5 itself (worth retrying with 3.1.1).
-    pub protocol_rejected: bool,
+    /// What the failure says about the broker's MQTT 5 support.
+    pub v5: V5Verdict,
 }
 
+/// What a failed MQTT 5 connect says about the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V5Verdict {
+    /// Nothing: the network or the credentials failed, or the session
+    /// was already up, or the attempt was not MQTT 5.
+    Silent,
+    /// The broker answered the CONNECT in a way only a pre-5 broker does:
+    /// a "protocol version" refusal, or a CONNACK that does not parse as 5.
+    Refused,
+    /// The TCP (and TLS) connection was up but no CONNACK came: the broker
+    /// timed out or hung up mid-CONNECT. Some 3.1.1 brokers (amqtt) choke
+    /// on MQTT 5 CONNECT properties this way; so does a flaky link.
+    Inconclusive,
+}
+
+/// The sending half of a connection: queues publishes and subscriptions.
 pub enum Link {
-    V5(v5::AsyncClient, Box<v5::EventLoop>),
-    V311(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(v5::AsyncClient),
+    V311(rumqttc::AsyncClient),
+}
+
+/// The connection itself (rumqttc's event loop). [`Driver::poll`] takes it
+/// by value so that an in-flight poll can be kept alive across the actor's
+/// other work: dropping one mid-CONNECT would abandon the handshake, and a
+/// slow broker would then never be reached.
+pub struct Driver {
+    inner: Loop,
+    /// Whether the current network connection has its CONNACK.
+    session_up: bool,
+}
+
+enum Loop {
+    V5(Box<v5::EventLoop>),
+    V311(Box<rumqttc::EventLoop>),
 }
 
 impl Link {
-    pub fn new(cfg: &Mqtt, protocol: Protocol, will: &Will, tls: Option<Arc<ClientConfig>>) -> Link {
+    pub fn new(cfg: &Mqtt, protocol: Protocol, will: &Will, tls: Option<Arc<ClientConfig>>) -> (Link, Driver) {
         let transport = || match &tls {
             Some(c) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(c.clone())),
             None => rumqttc::Transport::tcp(),
@@ -70,7 +101,7 @@ impl Link {
                     o.set_credentials(u, p);
                 }
                 let (c, e) = v5::AsyncClient::new(o, REQUEST_QUEUE);
-                Link::V5(c, Box::new(e))
+                (Link::V5(c), Driver { inner: Loop::V5(Box::new(e)), session_up: false })
             }
             Protocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
@@ -81,7 +112,7 @@ impl Link {
                     o.set_credentials(u, p);
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, REQUEST_QUEUE);
-                Link::V311(c, Box::new(e))
+                (Link::V311(c), Driver { inner: Loop::V311(Box::new(e)), session_up: false })
             }
         }
     }
@@ -93,10 +124,46 @@ impl Link {
         }
     }
 
-    /// Drives the connection: connects when down, then yields what arrived.
-    pub async fn poll(&mut self) -> Result<Polled, LinkError> {
+    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
         match self {
-            Link::V5(_, e) => match e.poll().await {
+            Link::V5(c) => c.try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Link::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Queues a publish; fails when the client's queue is full.
+    pub fn publish(&self, m: &Outgoing) -> Result<(), String> {
+        match self {
+            Link::V5(c) => {
+                let qos = if m.qos1 { v5::mqttbytes::QoS::AtLeastOnce } else { v5::mqttbytes::QoS::AtMostOnce };
+                let props = v5::mqttbytes::v5::PublishProperties {
+                    correlation_data: m.correlation.clone(),
+                    content_type: Some(m.content_type.to_string()),
+                    payload_format_indicator: Some(u8::from(m.content_type.starts_with("application/json"))),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(m.topic.clone(), qos, m.retain, m.payload.clone(), props).map_err(|e| e.to_string())
+            }
+            Link::V311(c) => {
+                let qos = if m.qos1 { rumqttc::QoS::AtLeastOnce } else { rumqttc::QoS::AtMostOnce };
+                c.try_publish(m.topic.clone(), qos, m.retain, m.payload.clone()).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub fn disconnect(&self) {
+        let _ = match self {
+            Link::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
+            Link::V311(c) => c.try_disconnect().map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl Driver {
+    /// Drives the connection: connects when down, then yields what arrived.
+    pub async fn poll(mut self) -> (Driver, Result<Polled, LinkError>) {
+        let polled = match &mut self.inner {
+            Loop::V5(e) => match e.poll().await {
                 Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::ConnAck(_))) => Ok(Polled::Connected),
                 Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::Publish(p))) => {
                     let props = p.properties.unwrap_or_default();
@@ -108,70 +175,54 @@ impl Link {
                     }))
                 }
                 Ok(_) => Ok(Polled::Nothing),
-                Err(err) => Err(LinkError { message: err.to_string(), protocol_rejected: v5_refused(&err) }),
+                Err(err) => {
+                    let v5 = if self.session_up { V5Verdict::Silent } else { v5_verdict(&err) };
+                    Err(LinkError { message: err.to_string(), v5 })
+                }
             },
-            Link::V311(_, e) => match e.poll().await {
+            Loop::V311(e) => match e.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Ok(Polled::Connected),
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                     Ok(Polled::Message(Incoming { topic: p.topic, payload: p.payload, response_topic: None, correlation: None }))
                 }
                 Ok(_) => Ok(Polled::Nothing),
-                Err(err) => Err(LinkError { message: err.to_string(), protocol_rejected: false }),
+                Err(err) => Err(LinkError { message: err.to_string(), v5: V5Verdict::Silent }),
             },
-        }
-    }
-
-    pub fn subscribe(&self, filter: &str) -> Result<(), String> {
-        match self {
-            Link::V5(c, _) => c.try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce).map_err(|e| e.to_string()),
-            Link::V311(c, _) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Queues a publish; fails when the client's queue is full.
-    pub fn publish(&self, m: &Outgoing) -> Result<(), String> {
-        match self {
-            Link::V5(c, _) => {
-                let qos = if m.qos1 { v5::mqttbytes::QoS::AtLeastOnce } else { v5::mqttbytes::QoS::AtMostOnce };
-                let props = v5::mqttbytes::v5::PublishProperties {
-                    correlation_data: m.correlation.clone(),
-                    content_type: Some(m.content_type.to_string()),
-                    payload_format_indicator: Some(u8::from(m.content_type.starts_with("application/json"))),
-                    ..Default::default()
-                };
-                c.try_publish_with_properties(m.topic.clone(), qos, m.retain, m.payload.clone(), props).map_err(|e| e.to_string())
-            }
-            Link::V311(c, _) => {
-                let qos = if m.qos1 { rumqttc::QoS::AtLeastOnce } else { rumqttc::QoS::AtMostOnce };
-                c.try_publish(m.topic.clone(), qos, m.retain, m.payload.clone()).map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    pub fn disconnect(&self) {
-        let _ = match self {
-            Link::V5(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
-            Link::V311(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
         };
+        match &polled {
+            Ok(Polled::Connected) => self.session_up = true,
+            Err(_) => self.session_up = false,
+            _ => {}
+        }
+        (self, polled)
     }
 }
 
 /// How long a graceful disconnect may take to flush.
 pub const FLUSH: Duration = Duration::from_secs(2);
 
-/// Whether a failed MQTT 5 connect means "this broker does not speak 5":
-/// it said so in its CONNACK, or answered with something that is not an
-/// MQTT 5 CONNACK (a 3.1.1 broker's refusal does not parse as one).
-/// Network and authentication failures are not: 3.1.1 would fail the same.
-fn v5_refused(err: &v5::ConnectionError) -> bool {
+/// What a failed MQTT 5 connect (no CONNACK accepted yet) says about the
+/// broker. Refused: it said so in its CONNACK, or answered with something
+/// that is not an MQTT 5 CONNACK (a 3.1.1 broker's refusal does not parse
+/// as one). Inconclusive: the connection was up and then timed out or was
+/// dropped before any CONNACK. Anything else (refused TCP, DNS, TLS, bad
+/// credentials) is Silent: 3.1.1 would fail the same way.
+fn v5_verdict(err: &v5::ConnectionError) -> V5Verdict {
+    use std::io::ErrorKind as K;
     use v5::ConnectionError as E;
     use v5::mqttbytes::v5::ConnectReturnCode as C;
-    matches!(
-        err,
+    match err {
         E::ConnectionRefused(C::UnsupportedProtocolVersion | C::RefusedProtocolVersion)
-            | E::NotConnAck(_)
-            | E::MqttState(v5::StateError::Deserialization(_))
-    )
+        | E::NotConnAck(_)
+        | E::MqttState(v5::StateError::Deserialization(_)) => V5Verdict::Refused,
+        E::Timeout(_) | E::MqttState(v5::StateError::ConnectionAborted) => V5Verdict::Inconclusive,
+        E::Io(io) | E::MqttState(v5::StateError::Io(io))
+            if matches!(io.kind(), K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe) =>
+        {
+            V5Verdict::Inconclusive
+        }
+        _ => V5Verdict::Silent,
+    }
 }
 
 #[cfg(test)]
@@ -181,11 +232,31 @@ mod tests {
     use v5::mqttbytes::v5::ConnectReturnCode as C;
 
     #[test]
-    fn only_a_protocol_refusal_triggers_the_3_1_1_fallback() {
-        assert!(v5_refused(&E::ConnectionRefused(C::UnsupportedProtocolVersion)));
-        assert!(v5_refused(&E::MqttState(v5::StateError::Deserialization(v5::mqttbytes::Error::MalformedPacket))));
-        assert!(!v5_refused(&E::ConnectionRefused(C::BadUserNamePassword)));
-        assert!(!v5_refused(&E::ConnectionRefused(C::NotAuthorized)));
-        assert!(!v5_refused(&E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
+    fn only_what_a_pre_5_broker_does_counts_against_mqtt_5() {
+        use std::io::{Error, ErrorKind as K};
+        let refused = [
+            E::ConnectionRefused(C::UnsupportedProtocolVersion),
+            E::MqttState(v5::StateError::Deserialization(v5::mqttbytes::Error::MalformedPacket)),
+        ];
+        for e in refused {
+            assert_eq!(v5_verdict(&e), V5Verdict::Refused, "{e}");
+        }
+        let inconclusive = [
+            E::MqttState(v5::StateError::ConnectionAborted),
+            E::Io(Error::from(K::UnexpectedEof)),
+            E::Io(Error::from(K::ConnectionReset)),
+        ];
+        for e in inconclusive {
+            assert_eq!(v5_verdict(&e), V5Verdict::Inconclusive, "{e}");
+        }
+        let silent = [
+            E::ConnectionRefused(C::BadUserNamePassword),
+            E::ConnectionRefused(C::NotAuthorized),
+            E::Io(Error::from(K::ConnectionRefused)),
+            E::Io(Error::from(K::NotFound)),
+        ];
+        for e in silent {
+            assert_eq!(v5_verdict(&e), V5Verdict::Silent, "{e}");
+        }
     }
 }

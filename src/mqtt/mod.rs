@@ -5,9 +5,10 @@
 //! Down: telemetry (QoS 0) is dropped and counted; events and retained
 //! messages are held (bounded) and sent on reconnect. Reconnects use capped,
 //! jittered backoff. `auto` tries MQTT 5 and falls back to 3.1.1 when the
-//! broker turns 5 down.
+//! broker turns 5 down or does not answer it (see [`negotiate`]).
 
 mod link;
+mod negotiate;
 
 pub use link::Protocol;
 
@@ -15,7 +16,10 @@ use crate::config::{Mqtt, MqttProtocol};
 use crate::control::topics::Topics;
 use crate::egress::rtmp::Backoff;
 use bytes::Bytes;
-use link::{Link, Polled, Will};
+use link::{Driver, Link, LinkError, Polled, Will};
+use negotiate::{next_attempt, NextAttempt};
+use std::future::Future;
+use std::pin::Pin;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -113,8 +117,11 @@ pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<I
     let (tx, rx) = mpsc::channel(QUEUE);
     let protocol = if cfg.protocol == MqttProtocol::V311 { Protocol::V311 } else { Protocol::V5 };
     let will = Will { topic: topics.status(), payload: will };
+    let (link, driver) = Link::new(cfg, protocol, &will, tls.clone());
     let actor = Actor {
-        link: Link::new(cfg, protocol, &will, tls.clone()),
+        link,
+        driver: Some(driver),
+        settled: cfg.protocol != MqttProtocol::Auto,
         cfg: cfg.clone(),
         tls,
         will,
@@ -130,8 +137,15 @@ pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<I
     Ok(MqttHandle { tx, task: tokio::spawn(actor.run(rx)) })
 }
 
+/// One in-flight [`Driver::poll`].
+type Poll = Pin<Box<dyn Future<Output = (Driver, Result<Polled, LinkError>)> + Send>>;
+
 struct Actor {
     link: Link,
+    /// The connection, when no poll holds it.
+    driver: Option<Driver>,
+    /// The protocol is fixed: by the config, or by the broker refusing 5.
+    settled: bool,
     cfg: Mqtt,
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     will: Will,
@@ -149,37 +163,59 @@ impl Actor {
         let policy = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
         let mut backoff = policy.schedule();
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut polling: Option<Poll> = None;
         loop {
+            if polling.is_none() && retry_at.is_none() {
+                polling = self.driver.take().map(|d| Box::pin(d.poll()) as Poll);
+            }
             tokio::select! {
                 req = rx.recv() => match req {
                     Some(Request::Publish(m)) => self.send(m),
-                    Some(Request::Close(last)) => return self.close(last).await,
-                    None => return self.close(Vec::new()).await,
+                    Some(Request::Close(last)) => return self.close(last, polling).await,
+                    None => return self.close(Vec::new(), polling).await,
                 },
                 _ = sleep_until(retry_at) => retry_at = None,
-                polled = self.link.poll(), if retry_at.is_none() => match polled {
-                    Ok(Polled::Connected) => {
-                        backoff = policy.schedule();
-                        self.up();
-                    }
-                    Ok(Polled::Message(m)) => {
-                        if self.inbound.try_send(Inbound::Message(m)).is_err() {
-                            warn!("supervisor busy: an MQTT message was dropped");
+                (driver, polled) = in_flight(&mut polling) => {
+                    polling = None;
+                    self.driver = Some(driver);
+                    match polled {
+                        Ok(Polled::Connected) => {
+                            backoff = policy.schedule();
+                            self.up();
                         }
-                    }
-                    Ok(Polled::Nothing) => {}
-                    Err(e) => {
-                        self.down(&e.message);
-                        if e.protocol_rejected && self.cfg.protocol == MqttProtocol::Auto && self.link.protocol() == Protocol::V5 {
-                            warn!("the broker refused MQTT 5; falling back to 3.1.1");
-                            self.link = Link::new(&self.cfg, Protocol::V311, &self.will, self.tls.clone());
-                            continue;
+                        Ok(Polled::Message(m)) => {
+                            if self.inbound.try_send(Inbound::Message(m)).is_err() {
+                                warn!("supervisor busy: an MQTT message was dropped");
+                            }
                         }
-                        retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                        Ok(Polled::Nothing) => {}
+                        Err(e) => {
+                            self.down(&e.message);
+                            match next_attempt(self.settled, self.link.protocol(), e.v5) {
+                                NextAttempt::Same => {}
+                                NextAttempt::V311Now { settled } => {
+                                    if settled {
+                                        warn!("the broker refused MQTT 5; using 3.1.1 from now on");
+                                    } else {
+                                        warn!("no CONNACK to MQTT 5; trying 3.1.1 for this connection");
+                                    }
+                                    self.settled = settled;
+                                    self.relink(Protocol::V311);
+                                    continue;
+                                }
+                                NextAttempt::BackToV5 => self.relink(Protocol::V5),
+                            }
+                            retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                        }
                     }
                 },
             }
         }
+    }
+
+    fn relink(&mut self, protocol: Protocol) {
+        let (link, driver) = Link::new(&self.cfg, protocol, &self.will, self.tls.clone());
+        (self.link, self.driver) = (link, Some(driver));
     }
 
     fn up(&mut self) {
@@ -193,6 +229,9 @@ impl Actor {
         self.ever_up = true;
         info!(protocol = self.link.protocol().as_str(), outage_ms = outage.map(|d| d.as_millis() as u64), "MQTT connected");
         let _ = self.inbound.try_send(Inbound::Up { protocol: self.link.protocol(), outage, dropped: std::mem::take(&mut self.dropped) });
+        // The supervisor answers Up with a fresh birth `status`; a held one is stale.
+        let status = &self.will.topic;
+        self.held.retain(|h| &h.topic != status);
         while let Some(m) = self.held.pop_front() {
             self.send(m);
         }
@@ -230,7 +269,7 @@ impl Actor {
         self.held.push_back(m);
     }
 
-    async fn close(mut self, last: Vec<Outgoing>) {
+    async fn close(mut self, last: Vec<Outgoing>, polling: Option<Poll>) {
         if !self.connected {
             return;
         }
@@ -240,10 +279,31 @@ impl Actor {
         self.link.disconnect();
         // Drive the connection until the DISCONNECT is out (or briefly).
         let _ = tokio::time::timeout(link::FLUSH, async {
-            while self.link.poll().await.is_ok() {}
+            let mut driver = match polling {
+                Some(p) => p.await.0,
+                None => match self.driver.take() {
+                    Some(d) => d,
+                    None => return,
+                },
+            };
+            loop {
+                let (d, polled) = driver.poll().await;
+                if polled.is_err() {
+                    return;
+                }
+                driver = d;
+            }
         })
         .await;
         info!("MQTT disconnected");
+    }
+}
+
+/// The in-flight poll's outcome; never, when there is none.
+async fn in_flight(polling: &mut Option<Poll>) -> (Driver, Result<Polled, LinkError>) {
+    match polling {
+        Some(p) => p.await,
+        None => std::future::pending().await,
     }
 }
 

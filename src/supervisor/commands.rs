@@ -123,7 +123,7 @@ impl Supervisor {
     fn status_result(&self) -> Value {
         let r = self.remote.as_ref().expect("remote");
         let mut v = r.status_doc(&self.machine.state);
-        v["live_for_s"] = json!(self.session.as_ref().map(|s| s.started.elapsed().as_secs_f64()));
+        v["live_for_s"] = json!(self.session.as_ref().map(|s| (s.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0));
         v["destinations"] = json!(self.config.destinations.iter().map(|d| json!({"name": d.name, "url": d.url.to_string()})).collect::<Vec<_>>());
         v
     }

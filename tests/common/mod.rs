@@ -4,6 +4,7 @@
 //! CA for RTMPS ([`tls`]), free ports and condition waits.
 #![allow(dead_code)]
 
+pub mod amqtt;
 pub mod device;
 pub mod ffprobe;
 pub mod mosquitto;

@@ -1,0 +1,20 @@
+#!/bin/sh
+# What only the tests need, on top of scripts/install-deps.sh.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+# A broker that speaks only MQTT 3.1.1 (amqtt, pinned), for the test of the
+# MQTT 5 -> 3.1.1 fallback. In its own venv, out of the system's way.
+AMQTT_VENV="$HOME/.cache/fieldcast/amqtt-venv"
+AMQTT_VERSION=0.12.1
+if ! "$AMQTT_VENV/bin/python" -m pip show amqtt 2>/dev/null | grep -q "^Version: $AMQTT_VERSION$"; then
+  echo "installing amqtt $AMQTT_VERSION into $AMQTT_VENV"
+  rm -rf "$AMQTT_VENV"
+  if ! python3 -m venv "$AMQTT_VENV" 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$AMQTT_VENV"
+    /usr/bin/python3 -m venv "$AMQTT_VENV"
+  fi
+  "$AMQTT_VENV/bin/python" -m pip install -q --disable-pip-version-check "amqtt==$AMQTT_VERSION"
+fi
