@@ -267,6 +267,30 @@ fn desired_config_is_applied_reported_synced_and_survives_a_restart_resuming_liv
     rig.assert_no_secrets();
 }
 
+#[test]
+fn commands_sent_while_the_box_is_away_run_when_it_returns_unless_they_expired() {
+    let mut rig = Rig::new(Options::default());
+    rig.start_device();
+    // Away, as during a reboot: the broker keeps the session (600 s default).
+    assert_eq!(rig.device().stop().map(|s| s.code()), Some(Some(0)), "clean exit on SIGTERM");
+    rig.dash.clear();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    rig.dash.publish(&topic("cmd/status"), json!({"id": "away-expiring", "expires_at": now + 1.0}).to_string().as_bytes(), false);
+    rig.dash.publish(&topic("cmd/start"), json!({"id": "away-start", "expires_at": now + 300.0}).to_string().as_bytes(), false);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rig.dash.on(&topic("reply/away-start")).is_empty(), "a reply while the box was away");
+
+    rig.start_device();
+    let start = rig.reply(&topic("reply/away-start"), |_| true);
+    assert_eq!((start["ok"].as_bool(), start["state"].as_str()), (Some(true), Some("live")), "{start}");
+    let stale = rig.reply(&topic("reply/away-expiring"), |_| true);
+    assert_eq!((stale["ok"].as_bool(), stale["error"]["code"].as_str()), (Some(false), Some("stale")), "{stale}");
+    let files: Vec<PathBuf> = rungs().iter().map(|r| rig.rung_file("", r)).collect();
+    assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))), "the queued start did not stream: {}", rig.log());
+    assert!(rig.log().contains("session_resumed=true"), "the broker did not resume the session: {}", rig.log());
+    rig.assert_no_secrets();
+}
+
 /// (command, payload, expected code, expected field)
 fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static str>)> {
     let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "x".repeat(70 * 1024));

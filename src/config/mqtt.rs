@@ -51,6 +51,10 @@ pub(super) fn mqtt(m: RawMqtt, device_id: &str, e: &mut Errors) -> Option<Mqtt> 
     if !(5..=600).contains(&keepalive) {
         e.add("mqtt.keepalive_seconds", format!("{keepalive} is outside 5..600"));
     }
+    let session_expiry = m.session_expiry_seconds.unwrap_or(600);
+    if session_expiry > 86_400 {
+        e.add("mqtt.session_expiry_seconds", format!("{session_expiry} is outside 0..86400"));
+    }
     let protocol = match m.protocol.as_deref().unwrap_or("auto") {
         "auto" => MqttProtocol::Auto,
         "5" | "5.0" => MqttProtocol::V5,
@@ -77,6 +81,7 @@ pub(super) fn mqtt(m: RawMqtt, device_id: &str, e: &mut Errors) -> Option<Mqtt> 
         telemetry: Duration::from_secs(telemetry),
         protocol,
         keepalive: Duration::from_secs(keepalive),
+        session_expiry: Duration::from_secs(session_expiry),
         autostart: m.autostart.unwrap_or(true),
     })
 }
@@ -129,6 +134,41 @@ mod tests {
         assert!(broker_endpoint("http://host").unwrap_err().contains("http"));
         assert!(broker_endpoint("mqtt://host/topic").is_err());
         assert!(broker_endpoint("not a url").is_err());
+    }
+
+    fn fields_in_error(raw: RawMqtt) -> Vec<String> {
+        let mut e = Errors(Vec::new());
+        let m = mqtt(raw, "box-1", &mut e);
+        assert_eq!(m.is_none(), !e.0.is_empty());
+        e.0.into_iter().map(|f| f.field).collect()
+    }
+
+    #[test]
+    fn each_bad_value_is_named_by_its_field_and_defaults_are_sane() {
+        let ok = || RawMqtt { broker: Some("mqtt://127.0.0.1".into()), ..Default::default() };
+        let mut e = Errors(Vec::new());
+        let m = mqtt(ok(), "box-1", &mut e).expect("valid");
+        assert_eq!((m.client_id.as_str(), m.prefix.as_str()), ("box-1", "fieldcast/box-1"));
+        assert_eq!((m.telemetry.as_secs(), m.keepalive.as_secs(), m.session_expiry.as_secs()), (5, 30, 600));
+        assert_eq!(m.protocol, MqttProtocol::Auto);
+        let clean = mqtt(RawMqtt { session_expiry_seconds: Some(0), ..ok() }, "box-1", &mut e).expect("0 is a clean session");
+        assert!(clean.session_expiry.is_zero());
+        let table: Vec<(RawMqtt, &str)> = vec![
+            (RawMqtt { broker: None, ..ok() }, "mqtt.broker"),
+            (RawMqtt { broker: Some("http://x".into()), ..ok() }, "mqtt.broker"),
+            (RawMqtt { client_id: Some("a b".into()), ..ok() }, "mqtt.client_id"),
+            (RawMqtt { password: Some("pw".into()), ..ok() }, "mqtt.password"),
+            (RawMqtt { client_cert: Some("c.pem".into()), ..ok() }, "mqtt.client_key"),
+            (RawMqtt { ca_file: Some("ca.pem".into()), ..ok() }, "mqtt.broker"),
+            (RawMqtt { prefix: Some("a/#".into()), ..ok() }, "mqtt.prefix"),
+            (RawMqtt { telemetry_seconds: Some(0), ..ok() }, "mqtt.telemetry_seconds"),
+            (RawMqtt { keepalive_seconds: Some(4), ..ok() }, "mqtt.keepalive_seconds"),
+            (RawMqtt { session_expiry_seconds: Some(86_401), ..ok() }, "mqtt.session_expiry_seconds"),
+            (RawMqtt { protocol: Some("3".into()), ..ok() }, "mqtt.protocol"),
+        ];
+        for (raw, field) in table {
+            assert_eq!(fields_in_error(raw), vec![field.to_string()], "{field}");
+        }
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct RawMqtt {
     /// `auto` (MQTT 5, falling back to 3.1.1), `5` or `3.1.1`.
     pub protocol: Option<String>,
     pub keepalive_seconds: Option<u64>,
+    /// How long the broker keeps the session (subscriptions and QoS 1
+    /// commands sent meanwhile) while the box is away; 0 = clean session.
+    pub session_expiry_seconds: Option<u64>,
     /// With no saved run state (first boot): start streaming, or wait for `start`.
     pub autostart: Option<bool>,
 }

@@ -238,6 +238,8 @@ pub struct Mqtt {
     pub telemetry: Duration,
     pub protocol: MqttProtocol,
     pub keepalive: Duration,
+    /// Zero: a clean session on every connect.
+    pub session_expiry: Duration,
     pub autostart: bool,
 }
 

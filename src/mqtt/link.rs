@@ -36,7 +36,9 @@ pub struct Will {
 }
 
 pub enum Polled {
-    Connected,
+    /// CONNACK; `resumed`: the broker kept the session (and what was
+    /// queued for it while the box was away).
+    Connected { resumed: bool },
     Message(Incoming),
     Nothing,
 }
@@ -94,7 +96,9 @@ impl Link {
         match protocol {
             Protocol::V5 => {
                 let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-                o.set_keep_alive(cfg.keepalive).set_clean_start(true).set_transport(transport());
+                let expiry = cfg.session_expiry.as_secs() as u32;
+                o.set_keep_alive(cfg.keepalive).set_clean_start(expiry == 0).set_transport(transport());
+                o.set_session_expiry_interval((expiry > 0).then_some(expiry));
                 o.set_max_packet_size(Some(MAX_INCOMING as u32));
                 o.set_last_will(v5::mqttbytes::v5::LastWill::new(&will.topic, will.payload.clone(), v5::mqttbytes::QoS::AtLeastOnce, true, None));
                 if let Some((u, p)) = creds {
@@ -105,7 +109,8 @@ impl Link {
             }
             Protocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-                o.set_keep_alive(cfg.keepalive).set_clean_session(true).set_transport(transport());
+                // 3.1.1 has no expiry: the broker's own limit applies.
+                o.set_keep_alive(cfg.keepalive).set_clean_session(cfg.session_expiry.is_zero()).set_transport(transport());
                 o.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
                 o.set_last_will(rumqttc::LastWill::new(&will.topic, will.payload.clone(), rumqttc::QoS::AtLeastOnce, true));
                 if let Some((u, p)) = creds {
@@ -164,7 +169,7 @@ impl Driver {
     pub async fn poll(mut self) -> (Driver, Result<Polled, LinkError>) {
         let polled = match &mut self.inner {
             Loop::V5(e) => match e.poll().await {
-                Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::ConnAck(_))) => Ok(Polled::Connected),
+                Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::ConnAck(c))) => Ok(Polled::Connected { resumed: c.session_present }),
                 Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::Publish(p))) => {
                     let props = p.properties.unwrap_or_default();
                     Ok(Polled::Message(Incoming {
@@ -181,7 +186,7 @@ impl Driver {
                 }
             },
             Loop::V311(e) => match e.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Ok(Polled::Connected),
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(c))) => Ok(Polled::Connected { resumed: c.session_present }),
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                     Ok(Polled::Message(Incoming { topic: p.topic, payload: p.payload, response_topic: None, correlation: None }))
                 }
@@ -190,7 +195,7 @@ impl Driver {
             },
         };
         match &polled {
-            Ok(Polled::Connected) => self.session_up = true,
+            Ok(Polled::Connected { .. }) => self.session_up = true,
             Err(_) => self.session_up = false,
             _ => {}
         }

@@ -57,8 +57,9 @@ pub struct Incoming {
 #[derive(Debug)]
 pub enum Inbound {
     /// Connected and subscribed. After an outage: how long it lasted and
-    /// what was lost meanwhile.
-    Up { protocol: Protocol, outage: Option<Duration>, dropped: u64 },
+    /// what was lost meanwhile; `resumed`: the broker kept the session, so
+    /// QoS 1 commands sent meanwhile are delivered now.
+    Up { protocol: Protocol, outage: Option<Duration>, dropped: u64, resumed: bool },
     Down { reason: String },
     Message(Incoming),
 }
@@ -179,9 +180,9 @@ impl Actor {
                     polling = None;
                     self.driver = Some(driver);
                     match polled {
-                        Ok(Polled::Connected) => {
+                        Ok(Polled::Connected { resumed }) => {
                             backoff = policy.schedule();
-                            self.up();
+                            self.up(resumed);
                         }
                         Ok(Polled::Message(m)) => {
                             if self.inbound.try_send(Inbound::Message(m)).is_err() {
@@ -218,7 +219,7 @@ impl Actor {
         (self.link, self.driver) = (link, Some(driver));
     }
 
-    fn up(&mut self) {
+    fn up(&mut self, resumed: bool) {
         self.connected = true;
         for f in &self.filters {
             if let Err(e) = self.link.subscribe(f) {
@@ -227,8 +228,9 @@ impl Actor {
         }
         let outage = self.down_since.take().filter(|_| self.ever_up).map(|t| t.elapsed());
         self.ever_up = true;
-        info!(protocol = self.link.protocol().as_str(), outage_ms = outage.map(|d| d.as_millis() as u64), "MQTT connected");
-        let _ = self.inbound.try_send(Inbound::Up { protocol: self.link.protocol(), outage, dropped: std::mem::take(&mut self.dropped) });
+        info!(protocol = self.link.protocol().as_str(), outage_ms = outage.map(|d| d.as_millis() as u64), session_resumed = resumed, "MQTT connected");
+        let dropped = std::mem::take(&mut self.dropped);
+        let _ = self.inbound.try_send(Inbound::Up { protocol: self.link.protocol(), outage, dropped, resumed });
         // The supervisor answers Up with a fresh birth `status`; a held one is stale.
         let status = &self.will.topic;
         self.held.retain(|h| &h.topic != status);

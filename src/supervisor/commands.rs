@@ -19,12 +19,12 @@ impl Supervisor {
     pub(super) async fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
         let Some(r) = &mut self.remote else { return Vec::new() };
         match msg {
-            Inbound::Up { protocol, outage, dropped } => {
+            Inbound::Up { protocol, outage, dropped, resumed } => {
                 r.protocol = Some(protocol);
                 r.publish(Outgoing::json(r.topics.status(), &r.status_doc(&self.machine.state), true, true));
                 r.publish(Outgoing::json(r.topics.reported(), &r.reported, true, true));
                 if let Some(outage) = outage {
-                    r.event("mqtt_reconnected", json!({"outage_s": outage.as_secs_f64(), "messages_dropped": dropped, "state": self.machine.state.name()}));
+                    r.event("mqtt_reconnected", json!({"outage_s": (outage.as_secs_f64() * 1000.0).round() / 1000.0, "messages_dropped": dropped, "session_resumed": resumed, "state": self.machine.state.name()}));
                 }
                 Vec::new()
             }
