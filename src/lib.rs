@@ -11,6 +11,7 @@
 //! - [`persist`]: what the dashboard asked for, saved atomically.
 //! - [`telemetry`]: what the box reports; [`ctl`]: the operator CLI.
 //! - [`sys`]: sd_notify and the watchdog; [`exit`]: exit codes; [`journal`]: log levels for journald.
+//! - [`memory`]: malloc arenas capped, the heap trimmed after each session.
 
 pub mod board;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod ctl;
 pub mod exit;
 pub mod gstlog;
 pub mod journal;
+pub mod memory;
 pub mod mqtt;
 pub mod persist;
 pub mod pipeline;

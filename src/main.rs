@@ -69,6 +69,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fieldcast::memory::limit_arenas();
     let args = Args::parse();
     cli::init_logging();
     if !matches!(args.command, Command::Run { .. }) {

@@ -165,6 +165,7 @@ impl Session {
                 warn!(%label, "egress did not close in time");
             }
         }
+        crate::memory::release_free_memory();
         info!("session stopped");
     }
 }
