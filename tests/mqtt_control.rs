@@ -436,6 +436,25 @@ fn telemetry_reports_the_bitrate_the_channel_actually_received() {
 }
 
 #[test]
+fn a_burst_of_commands_is_answered_in_full_and_in_order() {
+    // More than the supervisor's inbound queue holds, sent at once: the box
+    // must slow the broker down, not drop what it has already acknowledged.
+    let mut rig = Rig::new(Options::default());
+    rig.start_device();
+    const N: usize = 200;
+    for i in 0..N {
+        rig.dash.publish(&topic("cmd/status"), json!({"id": format!("burst-{i}")}).to_string().as_bytes(), false);
+    }
+    let replies = |d: &Watcher| d.messages().into_iter().filter(|m| m.topic.contains("/reply/burst-")).count();
+    let all = wait_for(Duration::from_secs(30), || replies(&rig.dash) == N);
+    assert!(all, "{} of {N} commands answered: {}", replies(&rig.dash), rig.log());
+    let order: Vec<String> = rig.dash.messages().into_iter().filter(|m| m.topic.contains("/reply/burst-")).map(|m| m.topic).collect();
+    let want: Vec<String> = (0..N).map(|i| topic(&format!("reply/burst-{i}"))).collect();
+    assert_eq!(order, want, "replies out of order");
+    assert!(!rig.log().contains("dropped"), "the device dropped messages: {}", rig.log());
+}
+
+#[test]
 fn a_snapshot_is_a_jpeg_of_the_input_and_repeated_ids_run_once() {
     let mut rig = Rig::new(Options::default());
     rig.start_device();

@@ -80,6 +80,8 @@ pub struct MqttHandle {
 const HOLD: usize = 256;
 const QUEUE: usize = 512;
 pub const INBOUND_QUEUE: usize = 64;
+/// How long an incoming message may wait for room in the supervisor's queue.
+const SUPERVISOR_WAIT: Duration = Duration::from_secs(5);
 
 impl MqttHandle {
     /// Queues a message; false (and the message is dropped) when the actor is
@@ -89,10 +91,20 @@ impl MqttHandle {
     }
 
     /// Sends `last` (e.g. status offline), disconnects, waits (bounded).
+    /// Bounded: if the actor cannot flush in time it is dropped, the
+    /// connection closes without DISCONNECT and the broker publishes the
+    /// Last Will (`offline`) instead.
     pub async fn close(self, last: Vec<Outgoing>) {
-        let _ = self.tx.send(Request::Close(last)).await;
-        if tokio::time::timeout(link::FLUSH + Duration::from_secs(1), self.task).await.is_err() {
-            warn!("MQTT did not close in time");
+        let MqttHandle { tx, task } = self;
+        let abort = task.abort_handle();
+        let closed = tokio::time::timeout(link::FLUSH + Duration::from_secs(1), async move {
+            let _ = tx.send(Request::Close(last)).await;
+            let _ = task.await;
+        })
+        .await;
+        if closed.is_err() {
+            abort.abort();
+            warn!("MQTT did not close in time; the broker publishes the Last Will");
         }
     }
 }
@@ -169,8 +181,12 @@ impl Actor {
             if polling.is_none() && retry_at.is_none() {
                 polling = self.driver.take().map(|d| Box::pin(d.poll()) as Poll);
             }
+            // While a backlog drains (the broker acknowledges more slowly than
+            // the supervisor publishes), new requests wait in the queue: order
+            // is kept and nothing that was queued is dropped.
+            let backlogged = self.connected && !self.held.is_empty();
             tokio::select! {
-                req = rx.recv() => match req {
+                req = rx.recv(), if !backlogged => match req {
                     Some(Request::Publish(m)) => self.send(m),
                     Some(Request::Close(last)) => return self.close(last, polling).await,
                     None => return self.close(Vec::new(), polling).await,
@@ -179,14 +195,22 @@ impl Actor {
                 (driver, polled) = in_flight(&mut polling) => {
                     polling = None;
                     self.driver = Some(driver);
+                    if self.connected {
+                        self.flush();
+                    }
                     match polled {
                         Ok(Polled::Connected { resumed }) => {
                             backoff = policy.schedule();
                             self.up(resumed);
                         }
                         Ok(Polled::Message(m)) => {
-                            if self.inbound.try_send(Inbound::Message(m)).is_err() {
-                                warn!("supervisor busy: an MQTT message was dropped");
+                            // Backpressure, not loss: rumqttc has already acknowledged
+                            // the message, so wait while the supervisor catches up (the
+                            // broker holds the rest meanwhile). Bounded, since the
+                            // supervisor may itself be waiting on this actor in close().
+                            let sent = tokio::time::timeout(SUPERVISOR_WAIT, self.inbound.send(Inbound::Message(m))).await;
+                            if !matches!(sent, Ok(Ok(()))) {
+                                warn!("supervisor busy for 5 s: an MQTT message was dropped");
                             }
                         }
                         Ok(Polled::Nothing) => {}
@@ -234,8 +258,16 @@ impl Actor {
         // The supervisor answers Up with a fresh birth `status`; a held one is stale.
         let status = &self.will.topic;
         self.held.retain(|h| &h.topic != status);
+        self.flush();
+    }
+
+    /// Sends held messages in order until the client's queue is full.
+    fn flush(&mut self) {
         while let Some(m) = self.held.pop_front() {
-            self.send(m);
+            if self.link.publish(&m).is_err() {
+                self.held.push_front(m);
+                return;
+            }
         }
     }
 
@@ -244,12 +276,21 @@ impl Actor {
             warn!(%reason, "MQTT connection lost; the stream is unaffected");
             self.connected = false;
             self.down_since = Some(Instant::now());
+            // A backlog may hold telemetry; it is stale by the time we are back.
+            let before = self.held.len();
+            self.held.retain(|h| h.qos1 || h.retain);
+            self.dropped += (before - self.held.len()) as u64;
             let _ = self.inbound.try_send(Inbound::Down { reason: reason.to_string() });
         }
     }
 
     fn send(&mut self, m: Outgoing) {
-        if self.connected && self.link.publish(&m).is_ok() {
+        if self.connected && self.held.is_empty() && self.link.publish(&m).is_ok() {
+            return;
+        }
+        if self.connected {
+            // The client's queue is full: keep it, in order, for flush().
+            self.held.push_back(m);
             return;
         }
         self.hold(m);
@@ -275,29 +316,37 @@ impl Actor {
         if !self.connected {
             return;
         }
-        for m in last {
-            let _ = self.link.publish(&m);
-        }
-        self.link.disconnect();
-        // Drive the connection until the DISCONNECT is out (or briefly).
-        let _ = tokio::time::timeout(link::FLUSH, async {
-            let mut driver = match polling {
-                Some(p) => p.await.0,
-                None => match self.driver.take() {
-                    Some(d) => d,
-                    None => return,
-                },
-            };
+        // The last words go after what is still held, in order; DISCONNECT
+        // only once everything is queued in the client.
+        self.held.extend(last);
+        let mut polling = polling;
+        let mut driver = self.driver.take();
+        let clean = tokio::time::timeout(link::FLUSH, async {
+            let mut disconnecting = false;
             loop {
-                let (d, polled) = driver.poll().await;
-                if polled.is_err() {
-                    return;
+                self.flush();
+                if self.held.is_empty() && !disconnecting {
+                    self.link.disconnect();
+                    disconnecting = true;
                 }
-                driver = d;
+                let (d, polled) = match (polling.take(), driver.take()) {
+                    (Some(p), _) => p.await,
+                    (None, Some(d)) => d.poll().await,
+                    (None, None) => return false,
+                };
+                if polled.is_err() {
+                    // After DISCONNECT the broker closes the connection.
+                    return disconnecting;
+                }
+                driver = Some(d);
             }
         })
         .await;
-        info!("MQTT disconnected");
+        if clean == Ok(true) {
+            info!("MQTT disconnected");
+        } else {
+            warn!("MQTT closed before everything was sent; the broker publishes the Last Will");
+        }
     }
 }
 
