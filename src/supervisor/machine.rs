@@ -92,10 +92,11 @@ pub struct Machine {
     exit_on_config_error: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum After {
     Exit(i32),
-    Retry,
+    /// Retry after a pipeline failure; the reason stays visible in `error`.
+    Retry(String),
     Idle,
     Start,
 }
@@ -164,8 +165,8 @@ impl Machine {
             (Live | Degraded { .. } | Starting, Event::PipelineFailed { reason }) => {
                 self.failures += 1;
                 self.state = Stopping;
-                self.then = Some(After::Retry);
                 warn!(%reason, "pipeline failed; restarting it");
+                self.then = Some(After::Retry(reason));
                 vec![Action::StopSession]
             }
             (Live | Degraded { .. }, Event::SourceEnded) => self.stop_then(After::Exit(exit::OK)),
@@ -183,8 +184,8 @@ impl Machine {
             (Idle | Error { .. }, Event::Shutdown) => vec![Action::Exit(exit::OK)],
             (Stopping, Event::SessionStopped) => match self.then.take() {
                 Some(After::Exit(code)) => vec![Action::Exit(code)],
-                Some(After::Retry) => {
-                    self.state = Error { reason: "pipeline failed".into() };
+                Some(After::Retry(reason)) => {
+                    self.state = Error { reason: format!("pipeline failed: {reason}") };
                     vec![Action::ScheduleRetry(self.retry_delay())]
                 }
                 Some(After::Start) => {
@@ -234,6 +235,7 @@ mod tests {
         let mut m = live();
         assert_eq!(m.step(Event::PipelineFailed { reason: "v4l2src: device lost".into() }), [Action::StopSession]);
         assert_eq!(m.step(Event::SessionStopped), [Action::ScheduleRetry(Duration::from_secs(2))]);
+        assert_eq!(m.state, State::Error { reason: "pipeline failed: v4l2src: device lost".into() });
         assert_eq!(m.step(Event::RetryDue), [Action::CancelRetry, Action::StartSession]);
         assert_eq!(
             m.step(Event::SessionFailed { reason: "no device".into(), permanent: false }),
