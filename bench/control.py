@@ -13,7 +13,8 @@ and the supervisor process's RSS and CPU share while idle (connected,
 telemetry every 5 s) and while live. Standard library only; the broker and
 clients are mosquitto's, the channel nginx's.
 
-Usage: bench/control.py [ROUNDS]   (default 5; run scripts/install-deps.sh
+Usage: bench/control.py [ROUNDS] [small|standard]   (default 5 rounds of
+the small ladder; "standard" is 1080p/720p/540p/360p from 1080p30; run scripts/install-deps.sh
 and `cargo build --release` first, or use bench/control.sh)
 """
 
@@ -31,7 +32,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "fieldcast")
 DEVICE = "bench-box"
-RUNGS = [("r360", 640, 360, 800), ("r270", 480, 270, 500), ("r180", 320, 180, 300)]
+SMALL = [("r360", 640, 360, 800), ("r270", 480, 270, 500), ("r180", 320, 180, 300)]
+# ingest.md's "standard" ladder, from a 1080p30 test pattern: what a box on a
+# stadium roof runs.
+STANDARD = [("1080p", 1920, 1080, 5500), ("720p", 1280, 720, 3000), ("540p", 960, 540, 1600), ("360p", 640, 360, 800)]
+LADDERS = {"small": SMALL, "standard": STANDARD}
+RUNGS = SMALL
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,7 +142,13 @@ class Dashboard:
 
 
 def main():
+    global RUNGS
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    if len(sys.argv) > 2:
+        if sys.argv[2] not in LADDERS:
+            raise SystemExit(f"ladder must be one of {', '.join(LADDERS)}, not {sys.argv[2]!r}")
+        RUNGS = LADDERS[sys.argv[2]]
+    src_w, src_h = RUNGS[0][1], RUNGS[0][2]
     if not os.path.exists(BIN):
         raise SystemExit("build first: cargo build --release")
     work = tempfile.mkdtemp(prefix="fieldcast-bench-control-")
@@ -160,7 +172,7 @@ def main():
         ladder = ", ".join(f'{{ name = "{n}", width = {w}, height = {h}, bitrate_kbps = {k} }}' for n, w, h, k in RUNGS)
         open(f"{work}/config.toml", "w").write(
             f'device_id = "{DEVICE}"\nstate_dir = "{work}/state"\n'
-            f'[source]\nkind = "test"\nwidth = 640\nheight = 360\n[ladder]\nrungs = [{ladder}]\n'
+            f'[source]\nkind = "test"\nwidth = {src_w}\nheight = {src_h}\n[ladder]\nrungs = [{ladder}]\n'
             f'[recording]\nenabled = false\n'
             f'[[destination]]\nname = "primary"\nurl = "rtmp://127.0.0.1:{rport}/live"\nstream = "{{rung}}"\n'
             f'[mqtt]\nbroker = "mqtt://127.0.0.1:{mport}"\nautostart = false\ntelemetry_seconds = 5\n')

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fleet-control benchmark (bench/control.py): start/stop latency over MQTT to
 # the channel, and the supervisor's idle and live RSS/CPU.
-# Usage: bench/control.sh [ROUNDS]   (default 5)
+# Usage: bench/control.sh [ROUNDS] [small|standard]   (default 5, small)
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
