@@ -31,12 +31,14 @@ pub enum SessionError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Start(#[from] actor::ActorError),
+    #[error("destination: nothing to send the stream to (no destination, and recording is disabled)")]
+    NoOutput,
 }
 
 impl SessionError {
     /// True when retrying cannot help until the config changes.
     pub fn is_config(&self) -> bool {
-        matches!(self, SessionError::Plan(_) | SessionError::Build(BuildError::NoProperty { .. } | BuildError::BadValue { .. } | BuildError::BadCaps(_)))
+        matches!(self, SessionError::Plan(_) | SessionError::NoOutput | SessionError::Build(BuildError::NoProperty { .. } | BuildError::BadValue { .. } | BuildError::BadCaps(_)))
     }
 }
 
@@ -101,6 +103,9 @@ fn wait_for_publishes(egress: &[Egress]) {
 
 impl Session {
     pub fn start(config: &Config, board: &BoardProfile) -> Result<Session, SessionError> {
+        if !config.has_output() {
+            return Err(SessionError::NoOutput);
+        }
         let plan = make_plan(config, board)?;
         let mut taps = Taps::default();
         let mut egress = Vec::new();

@@ -8,7 +8,9 @@ mod common;
 fn run_without_device(seconds: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[source]\nkind = \"v4l2\"\ndevice = \"/dev/video-not-plugged\"\n[recording]\nenabled = false\n").unwrap();
+    // Recording (into the temp dir) is the output: a standalone box needs one.
+    let text = format!("state_dir = \"{}\"\n[source]\nkind = \"v4l2\"\ndevice = \"/dev/video-not-plugged\"\n", dir.path().join("state").display());
+    std::fs::write(&config, text).unwrap();
     let out = common::fieldcast_command()
         .args(["run", "--config", config.to_str().unwrap(), "--duration", seconds])
         .envs(env.iter().copied())

@@ -34,6 +34,7 @@ fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
         ("[ladder]\ngop = 2\n", "unknown field `gop`"),
         ("board = \"rpi4\"\n", "needs 112 Mpixel/s, over the 62 Mpixel/s the `rpi4` encoder sustains"),
         ("board = \"nope\"\n", "unknown board `nope`"),
+        ("[recording]\nenabled = false\n", "destination: no [[destination]] and [recording] is disabled: the stream would go nowhere"),
     ];
     for (config, expected) in cases {
         let (code, _out, err) = check(config);

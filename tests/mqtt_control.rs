@@ -316,6 +316,8 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static s
         ("configure", b"{\"id\": \"b19\", \"config\": {\"mqtt\": {\"broker\": \"mqtt://elsewhere\"}}}".to_vec(), "forbidden_field", Some("config.mqtt")),
         ("configure", b"{\"id\": \"b20\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"http://nope\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].url")),
         ("configure", b"{\"id\": \"b21\", \"config\": {\"ladder\": {\"rungs\": [{\"name\": \"a\", \"width\": \"wide\", \"height\": 360, \"bitrate_kbps\": 800}]}}}".to_vec(), "invalid_config", Some("config.ladder.rungs[0].width")),
+        // Live, a config with nowhere to send the stream would take it off the air.
+        ("configure", b"{\"id\": \"b24\", \"config\": {\"destination\": []}}".to_vec(), "invalid_config", Some("config.destination")),
         ("snapshot", b"{\"id\": \"b22\", \"width\": 5}".to_vec(), "invalid_value", Some("width")),
         ("snapshot", b"{\"id\": \"b23\", \"width\": \"max\"}".to_vec(), "wrong_type", Some("width")),
     ]
@@ -560,6 +562,27 @@ fn configure_merges_a_patch_restarts_the_stream_on_it_and_null_reverts_it() {
     assert!(wait_for(T, || others.iter().all(|f| flv_has_video_frame(f))), "the other rungs did not come back");
     let saved: Value = serde_json::from_slice(&std::fs::read(rig.state_file()).unwrap()).unwrap();
     assert_eq!(saved["overlay"], json!({}));
+    rig.assert_no_secrets();
+}
+
+#[test]
+fn an_idle_box_configured_with_nowhere_to_stream_refuses_to_start_until_a_destination_returns() {
+    let mut rig = Rig::new(Options::default());
+    rig.start_device();
+    // Idle, a box may be configured piece by piece: no destination yet.
+    let r = rig.command("configure", json!({"id": "cfg-none", "config": {"destination": []}}));
+    assert_eq!((r["ok"].as_bool(), r["state"].as_str()), (Some(true), Some("idle")), "{r}");
+    let r = rig.command("start", json!({"id": "go-nowhere"}));
+    assert_eq!((r["ok"].as_bool(), r["state"].as_str(), r["error"]["code"].as_str()), (Some(false), Some("error"), Some("start_failed")), "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("nothing to send the stream to"), "{r}");
+    let status = rig.dash.wait_json(T, &topic("status"), |v| v["state"] == "error").expect("error status");
+    assert!(status["reason"].as_str().unwrap().contains("no destination"), "{status}");
+    assert!(rig.device().alive());
+    // The destination back (null: the file's again): the box should be live, so it goes live.
+    let r = rig.command("configure", json!({"id": "cfg-back", "config": {"destination": null}}));
+    assert_eq!((r["ok"].as_bool(), r["state"].as_str()), (Some(true), Some("live")), "{r}");
+    let files: Vec<PathBuf> = rungs().iter().map(|r| rig.rung_file("", r)).collect();
+    assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))), "not live after the destination returned: {}", rig.log());
     rig.assert_no_secrets();
 }
 

@@ -40,7 +40,7 @@ fn ready_status_and_watchdog_are_sent_and_the_watchdog_stops_when_the_capture_st
         &config,
         format!(
             "state_dir = \"{}\"\n[source]\nkind = \"file\"\npath = \"{}\"\n[audio]\nsource = \"test\"\n\
-             [ladder]\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 500 }}]\n[recording]\nenabled = false\n",
+             [ladder]\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 500 }}]\n",
             dir.path().join("state").display(),
             fifo.display()
         ),

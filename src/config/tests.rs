@@ -54,6 +54,15 @@ fn explicit_rungs_are_sorted_largest_first_and_fps_forms_parse() {
 }
 
 #[test]
+fn a_standalone_box_needs_somewhere_to_send_the_stream_a_fleet_box_may_wait_for_one() {
+    refused("[recording]\nenabled = false\n", "destination", "the stream would go nowhere");
+    let fleet = check("[recording]\nenabled = false\n[mqtt]\nbroker = \"mqtt://127.0.0.1\"\n").unwrap();
+    assert!(!fleet.has_output());
+    assert!(check(&format!("[recording]\nenabled = false\n{DEST}")).unwrap().has_output());
+    assert!(builtin_default().has_output());
+}
+
+#[test]
 fn each_bad_value_is_refused_with_an_error_naming_its_field() {
     refused("[ladder]\ngop_seconds = 0.2\n", "ladder.gop_seconds", "outside 0.5..10");
     refused("[ladder]\ngop_seconds = 12\n", "ladder.gop_seconds", "outside 0.5..10");

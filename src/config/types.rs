@@ -213,6 +213,13 @@ pub struct Config {
     pub mqtt: Option<Mqtt>,
 }
 
+impl Config {
+    /// Something receives the stream: a destination or the local recording.
+    pub fn has_output(&self) -> bool {
+        !self.destinations.is_empty() || self.recording.is_some()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum MqttProtocol {
     /// MQTT 5, falling back to 3.1.1 when the broker refuses or does not

@@ -31,6 +31,10 @@ impl Errors {
     }
 }
 
+/// Why a config with neither a destination nor a recording cannot go live.
+const NO_OUTPUT: &str = "no [[destination]] and [recording] is disabled: the stream would go nowhere \
+(add a destination, enable recording, or add [mqtt] to configure one remotely)";
+
 pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Vec<FieldError>> {
     let mut e = Errors(Vec::new());
     let device_id = match raw.device_id {
@@ -47,6 +51,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     let rung_names: Vec<String> = ladder.as_ref().map(|l| l.rungs.iter().map(|r| r.name.clone()).collect()).unwrap_or_default();
     let mut destinations = Vec::new();
     let mut names = HashSet::new();
+    let destinations_given = !raw.destination.is_empty();
     for (i, d) in raw.destination.into_iter().enumerate() {
         if let Some(d) = destination(d, i, ladder.as_ref(), &audio, &mut e) {
             if !names.insert(d.name.clone()) {
@@ -58,7 +63,14 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     let state_dir = raw.state_dir.unwrap_or(default_state_dir);
     let recording = recording(raw.recording, &state_dir, &rung_names, &mut e);
     let egress = egress(raw.egress.unwrap_or_default(), &mut e);
+    let mqtt_given = raw.mqtt.is_some();
     let mqtt = raw.mqtt.and_then(|m| super::mqtt::mqtt(m, &device_id, &mut e));
+    // Under fleet control a box may wait for its destination to be configured
+    // remotely (a `start` without one fails with the reason); standalone it
+    // would only burn its CPU on a stream nobody receives.
+    if !destinations_given && recording.is_none() && !mqtt_given {
+        e.add("destination", NO_OUTPUT);
+    }
     if !e.0.is_empty() {
         return Err(e.0);
     }

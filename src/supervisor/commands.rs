@@ -144,6 +144,15 @@ impl Supervisor {
         let r = self.remote.as_mut().expect("remote");
         let config = patch::effective(&r.base, &overlay)?;
         crate::session::preflight(&config, &self.board).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+        if !config.has_output() && r.saved.run == RunState::Live {
+            // Idle, a box may be configured piece by piece; live, this would
+            // take the stream off the air.
+            return Err(CommandError::field(
+                ErrorCode::InvalidConfig,
+                "config.destination",
+                "no destination is left and recording is disabled: the live stream would go nowhere (stop it first)",
+            ));
+        }
         let changed = config != self.config;
         let next = Saved {
             overlay,
