@@ -68,8 +68,16 @@ pub fn make_plan(config: &Config, board: &BoardProfile) -> Result<Plan, SessionE
 /// Plans without needing the input: a device that is absent right now is
 /// planned at the configured (or top rung's) size. For checking a config
 /// before accepting it; the real format is resolved at start.
-pub fn preflight(config: &Config, board: &BoardProfile) -> Result<Plan, PlanError> {
-    let format = probe::resolve_format(&config.source).unwrap_or_else(|_| assumed_format(config));
+///
+/// `capturing`: the format the running session captures, when the config
+/// keeps its source. The device is then not probed again: it is busy, a
+/// probe could take seconds (no signal) and, on a pipe, would steal the
+/// running capture's data.
+pub fn preflight(config: &Config, board: &BoardProfile, capturing: Option<plan::SourceFormat>) -> Result<Plan, PlanError> {
+    let format = match capturing {
+        Some(f) => f,
+        None => probe::resolve_format(&config.source).unwrap_or_else(|_| assumed_format(config)),
+    };
     plan::plan(config, board, format)
 }
 
@@ -172,5 +180,23 @@ impl Session {
         }
         crate::memory::release_free_memory();
         info!("session stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_plans_against_the_running_capture_instead_of_probing_the_source_again() {
+        let mut t = toml::Table::new();
+        t.insert("source".into(), toml::Value::Table(toml::toml! { kind = "file" path = "/nonexistent/camera.y4m" }));
+        let config = crate::config::from_value(t, "test").unwrap();
+        let board = crate::board::load_all(None).unwrap().into_iter().find(|b| b.name == "generic").unwrap();
+        // Unprobed, the absent file is assumed to be the top rung's size: fine.
+        assert!(preflight(&config, &board, None).is_ok());
+        // The running capture is 640x360: the 1080p rung cannot be made from it.
+        let small = plan::SourceFormat { width: 640, height: 360, fps: crate::config::Fps { num: 30, den: 1 } };
+        assert!(matches!(preflight(&config, &board, Some(small)), Err(PlanError::LargerThanSource { .. })));
     }
 }

@@ -143,7 +143,8 @@ impl Supervisor {
     fn apply_overlay(&mut self, overlay: Map<String, Value>, desired: Option<u64>) -> Result<Vec<Action>, CommandError> {
         let r = self.remote.as_mut().expect("remote");
         let config = patch::effective(&r.base, &overlay)?;
-        crate::session::preflight(&config, &self.board).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+        let capturing = self.session.as_ref().filter(|_| config.source == self.config.source).map(|s| s.plan.format);
+        crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
         if !config.has_output() && r.saved.run == RunState::Live {
             // Idle, a box may be configured piece by piece; live, this would
             // take the stream off the air.
