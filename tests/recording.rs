@@ -41,11 +41,15 @@ fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_se
     let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().to_string()).collect();
     assert!(names.iter().all(|n| n.starts_with("small-") && n.ends_with(".mkv")), "only the chosen rung, as mkv: {names:?}");
     assert!(files.len() >= 3, "7.5 s in 2 s segments: {names:?}");
-    for f in &files[..files.len() - 1] {
+    for (i, f) in files[..files.len() - 1].iter().enumerate() {
         let v = video_packets(f);
         assert!(v.first().is_some_and(|p| p.keyframe), "{}: does not start on a keyframe", f.display());
         let span = v.last().unwrap().pts - v[0].pts;
-        assert!((1.5..=3.1).contains(&span), "{}: a {span} s segment", f.display());
+        // Segments are cut on the running-time clock, so the first one is
+        // short when the first frame came late (under qemu-aarch64 the
+        // start-up can take a GOP); every later one is a whole 2 s.
+        let shortest = if i == 0 { 0.5 } else { 1.5 };
+        assert!((shortest..=3.1).contains(&span), "{}: a {span} s segment", f.display());
         assert!(!audio_packets(f).is_empty(), "{}: no audio", f.display());
     }
 }
