@@ -94,7 +94,11 @@ fn judge_video(name: &str, pk: &[Packet], fps: f64, gop_frames: usize) -> Vec<f6
         // capture skipped frames while four encoders initialised on a busy
         // machine: a capture-level loss every rung shares (keyframe PTS are
         // still checked on the grid below and across rungs by the caller).
-        let slack = if n == 0 { gop_frames / 10 } else { 1 };
+        // Under qemu-aarch64 the whole machine runs slower than real time,
+        // so such a shared capture loss can hit any GOP: the emulated run
+        // judges the arm64 binary's output structure, the native run the
+        // exact frame count.
+        let slack = if n == 0 || emulated() { gop_frames / 10 } else { 1 };
         assert!(
             frames <= gop_frames + 1 && frames + slack >= gop_frames,
             "{name}: a GOP of {frames} frames at {} s (want {gop_frames} +-1)",
