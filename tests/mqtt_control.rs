@@ -316,6 +316,8 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static s
         ("configure", b"{\"id\": \"b19\", \"config\": {\"mqtt\": {\"broker\": \"mqtt://elsewhere\"}}}".to_vec(), "forbidden_field", Some("config.mqtt")),
         ("configure", b"{\"id\": \"b20\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"http://nope\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].url")),
         ("configure", b"{\"id\": \"b21\", \"config\": {\"ladder\": {\"rungs\": [{\"name\": \"a\", \"width\": \"wide\", \"height\": 360, \"bitrate_kbps\": 800}]}}}".to_vec(), "invalid_config", Some("config.ladder.rungs[0].width")),
+        // Live, switching to a capture device that is not there would take the stream off the air.
+        ("configure", b"{\"id\": \"b25\", \"config\": {\"source\": {\"kind\": \"v4l2\", \"device\": \"/dev/video-typo\"}}}".to_vec(), "invalid_config", Some("config.source.device")),
         // Live, a config with nowhere to send the stream would take it off the air.
         ("configure", b"{\"id\": \"b24\", \"config\": {\"destination\": []}}".to_vec(), "invalid_config", Some("config.destination")),
         ("snapshot", b"{\"id\": \"b22\", \"width\": 5}".to_vec(), "invalid_value", Some("width")),
@@ -566,10 +568,15 @@ fn configure_merges_a_patch_restarts_the_stream_on_it_and_null_reverts_it() {
 }
 
 #[test]
-fn an_idle_box_configured_with_nowhere_to_stream_refuses_to_start_until_a_destination_returns() {
+fn an_idle_box_may_be_configured_piece_by_piece_and_refuses_to_start_with_nowhere_to_stream() {
     let mut rig = Rig::new(Options::default());
     rig.start_device();
-    // Idle, a box may be configured piece by piece: no destination yet.
+    // Idle, a box may be configured piece by piece: a capture device not
+    // plugged in yet, no destination yet.
+    let r = rig.command("configure", json!({"id": "cfg-dev", "config": {"source": {"kind": "v4l2", "device": "/dev/video-not-yet"}}}));
+    assert_eq!((r["ok"].as_bool(), r["state"].as_str()), (Some(true), Some("idle")), "{r}");
+    let r = rig.command("configure", json!({"id": "cfg-dev-back", "config": {"source": null}}));
+    assert_eq!(r["ok"].as_bool(), Some(true), "{r}");
     let r = rig.command("configure", json!({"id": "cfg-none", "config": {"destination": []}}));
     assert_eq!((r["ok"].as_bool(), r["state"].as_str()), (Some(true), Some("idle")), "{r}");
     let r = rig.command("start", json!({"id": "go-nowhere"}));

@@ -54,6 +54,26 @@ pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
     }
 }
 
+/// Whether the source's device or file is there at all (no GStreamer, no
+/// waiting): `Some` names the field (`source.device`, `source.path`) and why,
+/// without the value.
+pub fn source_missing(source: &Source) -> Option<(&'static str, &'static str)> {
+    match source {
+        Source::V4l2 { device, .. } => match check_device(device) {
+            Err(ProbeError::NoDevice { .. }) => Some(("source.device", "does not exist")),
+            Err(_) => Some(("source.device", "is not a character device")),
+            Ok(()) => None,
+        },
+        Source::File { path } if !path.is_file() && !is_fifo(path) => Some(("source.path", "is not a file")),
+        _ => None,
+    }
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
 fn check_device(device: &Path) -> Result<(), ProbeError> {
     use std::os::unix::fs::FileTypeExt;
     let name = device.display().to_string();
@@ -171,6 +191,18 @@ pub fn capture_devices() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_device_or_file_is_named_by_field_without_its_path() {
+        let v4l2 = |p: &str| Source::V4l2 { device: p.into(), width: None, height: None, fps: None, format: None };
+        assert_eq!(source_missing(&v4l2("/dev/video-not-plugged")), Some(("source.device", "does not exist")));
+        assert_eq!(source_missing(&v4l2("/etc/hostname")), Some(("source.device", "is not a character device")));
+        assert_eq!(source_missing(&v4l2("/dev/null")), None);
+        assert_eq!(source_missing(&Source::File { path: "/nonexistent/clip.mp4".into() }), Some(("source.path", "is not a file")));
+        assert_eq!(source_missing(&Source::File { path: "/etc/hostname".into() }), None);
+        let test = Source::Test { width: 640, height: 360, fps: Fps { num: 30, den: 1 }, pattern: "smpte".into() };
+        assert_eq!(source_missing(&test), None);
+    }
 
     #[test]
     fn decklink_modes_map_to_sizes_and_rates() {

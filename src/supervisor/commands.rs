@@ -145,6 +145,15 @@ impl Supervisor {
         let config = patch::effective(&r.base, &overlay)?;
         let capturing = self.session.as_ref().filter(|_| config.source == self.config.source).map(|s| s.plan.format);
         crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+        if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| config.source != self.config.source && r.saved.run == RunState::Live) {
+            // Idle, a device may be plugged in later; live, switching to a
+            // missing one would take the stream off the air.
+            return Err(CommandError::field(
+                ErrorCode::InvalidConfig,
+                format!("config.{field}"),
+                format!("{why}: a live box keeps its current source (plug it in, or stop the box first)"),
+            ));
+        }
         if !config.has_output() && r.saved.run == RunState::Live {
             // Idle, a box may be configured piece by piece; live, this would
             // take the stream off the air.
