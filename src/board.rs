@@ -337,15 +337,18 @@ pub fn select(
     Ok(Selection { profile, reason })
 }
 
+/// A built-in profile by name, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn builtin(name: &str) -> BoardProfile {
+    load_all(None).unwrap().into_iter().find(|p| p.name == name).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn profiles() -> Vec<BoardProfile> {
         load_all(None).unwrap()
-    }
-    fn get(name: &str) -> BoardProfile {
-        profiles().into_iter().find(|p| p.name == name).unwrap()
     }
     fn prop<'a>(s: &'a EncoderSettings, k: &str) -> Option<&'a str> {
         s.properties.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
@@ -362,7 +365,7 @@ mod tests {
 
     #[test]
     fn x264_takes_kbps_and_key_int_max_with_cbr_and_no_scenecut() {
-        let s = EncoderSettings::for_rung(&get("generic").encoder, 5_500_000, 60, H264Profile::High, 1000);
+        let s = EncoderSettings::for_rung(&builtin("generic").encoder, 5_500_000, 60, H264Profile::High, 1000);
         assert_eq!(s.element, "x264enc");
         assert_eq!(prop(&s, "bitrate"), Some("5500"));
         assert_eq!(prop(&s, "key-int-max"), Some("60"));
@@ -375,31 +378,31 @@ mod tests {
 
     #[test]
     fn rpi4_puts_bps_and_gop_in_extra_controls_and_a_level_in_caps() {
-        let s = EncoderSettings::for_rung(&get("rpi4").encoder, 3_000_000, 60, H264Profile::High, 1000);
+        let s = EncoderSettings::for_rung(&builtin("rpi4").encoder, 3_000_000, 60, H264Profile::High, 1000);
         assert_eq!(ctl(&s, "video_bitrate"), Some(3_000_000));
         assert_eq!(ctl(&s, "h264_i_frame_period"), Some(60));
         assert_eq!(ctl(&s, "video_bitrate_mode"), Some(1));
         assert_eq!(s.caps_level.as_deref(), Some("4"));
         assert!(prop(&s, "bitrate").is_none());
         // A GOP of 1 hangs the driver: clamped to its minimum.
-        let one = EncoderSettings::for_rung(&get("rpi4").encoder, 3_000_000, 1, H264Profile::High, 1000);
+        let one = EncoderSettings::for_rung(&builtin("rpi4").encoder, 3_000_000, 1, H264Profile::High, 1000);
         assert_eq!(ctl(&one, "h264_i_frame_period"), Some(2));
     }
 
     #[test]
     fn hardware_encoders_take_bps_under_their_own_names() {
-        let rk = EncoderSettings::for_rung(&get("rk3588").encoder, 1_600_000, 60, H264Profile::High, 1000);
+        let rk = EncoderSettings::for_rung(&builtin("rk3588").encoder, 1_600_000, 60, H264Profile::High, 1000);
         assert_eq!(prop(&rk, "bps"), Some("1600000"));
         assert_eq!(prop(&rk, "gop"), Some("60"));
         assert_eq!(prop(&rk, "rc-mode"), Some("cbr"));
         assert_eq!(prop(&rk, "profile"), Some("high"));
-        let nv = EncoderSettings::for_rung(&get("jetson").encoder, 800_000, 60, H264Profile::Main, 1000);
+        let nv = EncoderSettings::for_rung(&builtin("jetson").encoder, 800_000, 60, H264Profile::Main, 1000);
         assert_eq!(prop(&nv, "bitrate"), Some("800000"));
         assert_eq!(prop(&nv, "iframeinterval"), Some("60"));
         assert_eq!(prop(&nv, "idrinterval"), Some("60"), "IDR every GOP, not every 256 frames");
         assert_eq!(prop(&nv, "profile"), Some("2"));
         assert_eq!(nv.input_chain, ["nvvidconv"]);
-        let imx = EncoderSettings::for_rung(&get("imx8mp").encoder, 1_600_500, 60, H264Profile::High, 1000);
+        let imx = EncoderSettings::for_rung(&builtin("imx8mp").encoder, 1_600_500, 60, H264Profile::High, 1000);
         assert_eq!(prop(&imx, "bitrate"), Some("1601"), "kbps, rounded up");
         assert_eq!(prop(&imx, "profile"), Some("11"));
     }

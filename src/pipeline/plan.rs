@@ -257,12 +257,9 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::load_all;
+    use crate::board::builtin as board;
     use crate::config::{builtin_default, from_value, parse_str};
 
-    fn board(name: &str) -> BoardProfile {
-        load_all(None).unwrap().into_iter().find(|b| b.name == name).unwrap()
-    }
     const F30: Fps = Fps { num: 30, den: 1 };
     const HD: SourceFormat = SourceFormat { width: 1920, height: 1080, fps: F30 };
 

@@ -43,10 +43,8 @@ pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
         }
         Source::DeckLink { mode, .. } => decklink_mode(mode).ok_or_else(|| ProbeError::DeckLinkMode(mode.clone())),
         Source::File { path } => {
+            check_file(path)?;
             let shown = path.display().to_string();
-            if !path.exists() || path.is_dir() {
-                return Err(ProbeError::File { path: shown, reason: "no such file".into() });
-            }
             let src = gst::ElementFactory::make("filesrc").property("location", shown.as_str()).build()?;
             let decode = gst::ElementFactory::make("decodebin").build()?;
             first_video_format(src, Some(decode)).map_err(|reason| ProbeError::File { path: shown, reason })
@@ -64,14 +62,17 @@ pub fn source_missing(source: &Source) -> Option<(&'static str, &'static str)> {
             Err(_) => Some(("source.device", "is not a character device")),
             Ok(()) => None,
         },
-        Source::File { path } if !path.is_file() && !is_fifo(path) => Some(("source.path", "is not a file")),
+        Source::File { path } => check_file(path).err().map(|_| ("source.path", "is not a file")),
         _ => None,
     }
 }
 
-fn is_fifo(path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+/// A file source must exist and not be a folder (a FIFO is fine).
+fn check_file(path: &Path) -> Result<(), ProbeError> {
+    if !path.exists() || path.is_dir() {
+        return Err(ProbeError::File { path: path.display().to_string(), reason: "no such file".into() });
+    }
+    Ok(())
 }
 
 fn check_device(device: &Path) -> Result<(), ProbeError> {

@@ -143,9 +143,9 @@ impl Supervisor {
     fn apply_overlay(&mut self, overlay: Map<String, Value>, desired: Option<u64>) -> Result<Vec<Action>, CommandError> {
         let r = self.remote.as_mut().expect("remote");
         let config = patch::effective(&r.base, &overlay)?;
-        let capturing = self.session.as_ref().filter(|_| config.source == self.config.source).map(|s| s.plan.format);
-        crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
-        if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| config.source != self.config.source && r.saved.run == RunState::Live) {
+        let same_source = config.source == self.config.source;
+        let live = r.saved.run == RunState::Live;
+        if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| !same_source && live) {
             // Idle, a device may be plugged in later; live, switching to a
             // missing one would take the stream off the air.
             return Err(CommandError::field(
@@ -154,7 +154,9 @@ impl Supervisor {
                 format!("{why}: a live box keeps its current source (plug it in, or stop the box first)"),
             ));
         }
-        if !config.has_output() && r.saved.run == RunState::Live {
+        let capturing = self.session.as_ref().filter(|_| same_source).map(|s| s.plan.format);
+        crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+        if !config.has_output() && live {
             // Idle, a box may be configured piece by piece; live, this would
             // take the stream off the air.
             return Err(CommandError::field(
