@@ -37,7 +37,6 @@ SMALL = [("r360", 640, 360, 800), ("r270", 480, 270, 500), ("r180", 320, 180, 30
 # stadium roof runs.
 STANDARD = [("1080p", 1920, 1080, 5500), ("720p", 1280, 720, 3000), ("540p", 960, 540, 1600), ("360p", 640, 360, 800)]
 LADDERS = {"small": SMALL, "standard": STANDARD}
-RUNGS = SMALL
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -142,13 +141,12 @@ class Dashboard:
 
 
 def main():
-    global RUNGS
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    if len(sys.argv) > 2:
-        if sys.argv[2] not in LADDERS:
-            raise SystemExit(f"ladder must be one of {', '.join(LADDERS)}, not {sys.argv[2]!r}")
-        RUNGS = LADDERS[sys.argv[2]]
-    src_w, src_h = RUNGS[0][1], RUNGS[0][2]
+    name = sys.argv[2] if len(sys.argv) > 2 else "small"
+    if name not in LADDERS:
+        raise SystemExit(f"ladder must be one of {', '.join(LADDERS)}, not {name!r}")
+    rungs = LADDERS[name]
+    src_w, src_h = rungs[0][1], rungs[0][2]
     if not os.path.exists(BIN):
         raise SystemExit("build first: cargo build --release")
     work = tempfile.mkdtemp(prefix="fieldcast-bench-control-")
@@ -169,7 +167,7 @@ def main():
         procs.append(subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf", "-p", work]))
         if not wait(lambda: accepts(mport) and accepts(rport), 10, 0.05):
             raise SystemExit("mosquitto/nginx did not start")
-        ladder = ", ".join(f'{{ name = "{n}", width = {w}, height = {h}, bitrate_kbps = {k} }}' for n, w, h, k in RUNGS)
+        ladder = ", ".join(f'{{ name = "{n}", width = {w}, height = {h}, bitrate_kbps = {k} }}' for n, w, h, k in rungs)
         open(f"{work}/config.toml", "w").write(
             f'device_id = "{DEVICE}"\nstate_dir = "{work}/state"\n'
             f'[source]\nkind = "test"\nwidth = {src_w}\nheight = {src_h}\n[ladder]\nrungs = [{ladder}]\n'
@@ -194,10 +192,10 @@ def main():
         start_reply, start_frame, stop_reply, stop_closed, live_cpu, live_rss, idle_rss_after = [], [], [], [], [], [], []
         live_s = float(os.environ.get("BENCH_LIVE_SECONDS", "10"))
         for i in range(rounds):
-            for n, *_ in RUNGS:
+            for n, *_ in rungs:
                 for f in os.listdir(rec):
                     os.remove(os.path.join(rec, f))
-            files = [os.path.join(rec, f"{n}.flv") for n, *_ in RUNGS]
+            files = [os.path.join(rec, f"{n}.flv") for n, *_ in rungs]
             t0 = dash.command("start", f"start-{i}")
             t_reply, r = dash.reply(f"start-{i}")
             assert r["ok"] and r["state"] == "live", r
@@ -221,7 +219,7 @@ def main():
             idle_rss_after.append(rss_mb(dev.pid))
 
         ms = lambda xs: f"median {statistics.median(xs) * 1000:6.0f} ms  (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
-        print(f"fieldcast control benchmark, {rounds} rounds, {os.cpu_count()} cores, ladder {'/'.join(n for n, *_ in RUNGS)}")
+        print(f"fieldcast control benchmark, {rounds} rounds, {os.cpu_count()} cores, ladder {'/'.join(n for n, *_ in rungs)}")
         print(f"start -> reply                     {ms(start_reply)}")
         print(f"start -> every rung's first frame  {ms(start_frame)}")
         print(f"stop  -> reply                     {ms(stop_reply)}")
