@@ -1,12 +1,14 @@
-//! A streaming session: one running pipeline plus one RTMP egress actor per
-//! publish. Starting a session resolves the source format, plans, builds and
-//! spawns; stopping ends the pipeline first (so recordings are finalised),
-//! then lets every egress drain and close its publish.
+//! A streaming session: one running pipeline plus one output actor per
+//! publish (RTMP) and per recorded rung. Starting a session resolves the
+//! source format, plans, builds and spawns; stopping ends the pipeline
+//! first, then lets every output drain and close (publishes end, the last
+//! recording files get their trailers), all at once and bounded.
 
 use crate::board::BoardProfile;
 use crate::config::Config;
 use crate::egress::rtmp::{self, Backoff, EgressStatus, PublishMetadata, RtmpTarget};
 use crate::egress::MediaSender;
+use crate::egress::record::{self, RecordStatus, RecordTarget};
 use crate::pipeline::actor::{self, PipelineEvent, PipelineHandle};
 use crate::pipeline::build::{self, BuildError, Taps};
 use crate::pipeline::plan::{self, Plan, PlanError};
@@ -51,12 +53,23 @@ pub struct Egress {
     task: JoinHandle<()>,
 }
 
+/// One recorded rung: its actor, fed like a publish.
+pub struct Recorder {
+    pub rung: String,
+    pub status: watch::Receiver<RecordStatus>,
+    pub sender: MediaSender,
+    task: JoinHandle<()>,
+}
+
 pub struct Session {
     pub started: std::time::Instant,
     pub plan: Plan,
     pub pipeline: PipelineHandle,
     pub events: mpsc::Receiver<PipelineEvent>,
     pub egress: Vec<Egress>,
+    pub recorders: Vec<Recorder>,
+    /// This session's recording folder, `<dir>/<UTC start>`, if recording.
+    pub recording_dir: Option<std::path::PathBuf>,
 }
 
 /// Resolves the input format and plans the ladder (no GStreamer pipeline yet).
@@ -109,6 +122,36 @@ fn wait_for_publishes(egress: &[Egress]) {
     }
 }
 
+/// One recorder actor per recorded rung, each tapped like a publish. The
+/// folder is only named here; the actor makes it, so a folder that cannot
+/// be made fails the recording alone, never the session.
+fn spawn_recorders(config: &Config, plan: &Plan, taps: &mut Taps) -> (Vec<Recorder>, Option<std::path::PathBuf>) {
+    let Some(rec) = &plan.recording else { return (Vec::new(), None) };
+    let dir = rec.dir.join(crate::timefmt::utc_compact(std::time::SystemTime::now()));
+    let mut recorders = Vec::new();
+    for rung in plan.rungs.iter().filter(|r| rec.rungs.contains(&r.name)) {
+        let (sender, rx) = MediaSender::channel(EGRESS_CHANNEL);
+        let target = RecordTarget {
+            rung: rung.name.clone(),
+            dir: dir.clone(),
+            format: rec.format,
+            segment: rec.segment,
+            width: rung.width,
+            height: rung.height,
+            fps: rung.fps,
+            audio_rate: plan.audio.sample_rate,
+            audio_channels: plan.audio.channels,
+            bitrate_bps: rung.bitrate_bps + u64::from(plan.audio.bitrate_bps),
+            backoff: Backoff { initial: config.egress.reconnect_initial, max: config.egress.reconnect_max },
+        };
+        let (task, status) = record::spawn(target, rx);
+        taps.video.entry(rung.name.clone()).or_default().push(sender.clone());
+        taps.audio.push(sender.clone());
+        recorders.push(Recorder { rung: rung.name.clone(), status, sender, task });
+    }
+    (recorders, Some(dir))
+}
+
 impl Session {
     pub fn start(config: &Config, board: &BoardProfile) -> Result<Session, SessionError> {
         if !config.has_output() {
@@ -143,13 +186,22 @@ impl Session {
             taps.audio.push(sender.clone());
             egress.push(Egress { label, destination: p.destination.clone(), rung: p.rung.clone(), status, sender, task });
         }
-        let built = build::build(&plan, &taps)?;
+        let (recorders, recording_dir) = spawn_recorders(config, &plan, &mut taps);
+        let built = match build::build(&plan, &taps) {
+            Ok(b) => b,
+            Err(e) => {
+                egress.iter().for_each(|e| e.task.abort());
+                recorders.iter().for_each(|r| r.task.abort());
+                return Err(e.into());
+            }
+        };
         drop(taps);
         wait_for_publishes(&egress);
         let (pipeline, events) = match actor::spawn(built) {
             Ok(x) => x,
             Err(e) => {
                 egress.iter().for_each(|e| e.task.abort());
+                recorders.iter().for_each(|r| r.task.abort());
                 return Err(e.into());
             }
         };
@@ -157,26 +209,40 @@ impl Session {
             board = %plan.board,
             rungs = plan.rungs.len(),
             publishes = plan.publishes.len(),
-            recording = ?pipeline.recording_dir,
+            recording = ?recording_dir,
             "session started"
         );
-        Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress })
+        Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir })
     }
 
-    /// Stops the pipeline, then waits (bounded) for each publish to close.
+    /// Stops the pipeline, then waits (bounded) for every output to close.
     pub async fn stop(self) {
-        let Session { pipeline, egress, .. } = self;
+        let Session { pipeline, egress, recorders, .. } = self;
         // Bounded: a wedged GStreamer element must not keep the box from stopping.
         if tokio::time::timeout(Duration::from_secs(15), pipeline.stop()).await.is_err() {
             warn!("the pipeline did not stop within 15 s; continuing without it");
         }
         drop(pipeline);
-        for e in egress {
-            let Egress { label, sender, task, .. } = e;
+        // Every output closes at once: the whole stop stays bounded by the
+        // slowest one, not their sum.
+        let mut closing = Vec::new();
+        for Egress { label, sender, task, .. } in egress {
             drop(sender);
-            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
-                warn!(%label, "egress did not close in time");
+            closing.push((label, task, Duration::from_secs(3)));
+        }
+        for Recorder { rung, sender, task, .. } in recorders {
+            drop(sender);
+            closing.push((format!("recording/{rung}"), task, Duration::from_secs(6)));
+        }
+        let waits = closing.into_iter().map(|(label, task, bound)| async move {
+            if tokio::time::timeout(bound, task).await.is_err() {
+                warn!(%label, "output did not close in time");
             }
+        });
+        // Spawned so they run concurrently, then all awaited.
+        let spawned: Vec<_> = waits.map(tokio::spawn).collect();
+        for s in spawned {
+            let _ = s.await;
         }
         crate::memory::release_free_memory();
         info!("session stopped");

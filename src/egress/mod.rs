@@ -8,6 +8,7 @@
 //! keyframe, so the channel never holds a backlog that would later be burst.
 
 pub mod flv;
+pub mod record;
 pub mod rtmp;
 pub mod url;
 

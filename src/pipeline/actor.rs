@@ -7,7 +7,6 @@ use super::build::Built;
 use super::stats::PipelineStats;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -43,7 +42,6 @@ enum Command {
 pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PipelineStats>,
-    pub recording_dir: Option<PathBuf>,
     /// For reading element properties (queue levels, the snapshot frame);
     /// state changes go through the actor only.
     pipeline: gst::Pipeline,
@@ -74,7 +72,7 @@ impl PipelineHandle {
 
 /// Starts the pipeline and its actor. Events arrive on the returned receiver.
 pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEvent>), ActorError> {
-    let Built { pipeline, stats, recording_dir, eos_pads } = built;
+    let Built { pipeline, stats, eos_pads } = built;
     let (event_tx, event_rx) = mpsc::channel(64);
     let (bus_tx, bus_rx) = mpsc::unbounded_channel::<BusEvent>();
     let done = Arc::new(AtomicBool::new(false));
@@ -90,7 +88,7 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
         return Err(ActorError::Start(e.to_string()));
     }
     let (tx, rx) = mpsc::channel(8);
-    let handle = PipelineHandle { tx, stats, recording_dir, pipeline: pipeline.clone() };
+    let handle = PipelineHandle { tx, stats, pipeline: pipeline.clone() };
     tokio::spawn(run(pipeline, eos_pads, rx, bus_rx, event_tx, done));
     Ok((handle, event_rx))
 }

@@ -1,21 +1,21 @@
 //! The only code that creates GStreamer elements: a [`Plan`] in, a pipeline
 //! out. One capture, a tee per picture size (the scaling cascade), one
 //! encoder per rung, AAC encoded once and shared; each rung's encoded stream
-//! leaves through an appsink to the egress actors and, if recorded, into a
-//! splitmuxsink. No launch strings: URLs and keys never touch GStreamer.
+//! leaves through an appsink to the output actors (publishes and the
+//! recording, each with its own failure domain). No launch strings: URLs and
+//! keys never touch GStreamer.
 
 use super::keyframes;
 use super::plan::{Plan, RungPlan};
 use super::stats::{PipelineStats, RungStats};
 use crate::board::EncoderSettings;
-use crate::config::{AudioSource, RecordFormat, Source};
+use crate::config::{AudioSource, Source};
 use crate::egress::{AudioFrame, Media, MediaSender, VideoFrame};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -34,8 +34,6 @@ pub enum BuildError {
     BadCaps(String),
     #[error("cannot link {0}")]
     Link(String),
-    #[error("recording directory {path}: {source}")]
-    RecordDir { path: PathBuf, source: std::io::Error },
     #[error("GStreamer: {0}")]
     Gst(#[from] gst::glib::BoolError),
 }
@@ -43,17 +41,15 @@ pub enum BuildError {
 /// Where each rung's (and the audio's) encoded media goes.
 #[derive(Default, Clone)]
 pub struct Taps {
-    /// Rung name -> the senders of every publish of that rung.
+    /// Rung name -> the senders of every output (publish, recording) of that rung.
     pub video: HashMap<String, Vec<MediaSender>>,
-    /// Every publish gets the shared audio.
+    /// Every output gets the shared audio.
     pub audio: Vec<MediaSender>,
 }
 
 pub struct Built {
     pub pipeline: gst::Pipeline,
     pub stats: Arc<PipelineStats>,
-    /// Where this run's recordings go, if recording.
-    pub recording_dir: Option<PathBuf>,
     /// Where a stop injects EOS besides the sources: the capture tee, since a
     /// frozen test pattern's source has long finished and would never send one.
     pub eos_pads: Vec<gst::Pad>,
@@ -135,14 +131,9 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         tees.push(tee);
     }
 
-    let recording_dir = match &plan.recording {
-        Some(r) => Some(session_dir(&r.dir)?),
-        None => None,
-    };
-
     // Audio, encoded once.
     let audio_tee = super::source::audio(&pipeline, plan, audio_from_source)?;
-    // Always consumed, even with no publish: a tee with no branch stops the source.
+    // Always consumed, even with no output: a tee with no branch stops the source.
     {
         let q = queue(50)?;
         let sink = audio_appsink(taps.audio.clone());
@@ -158,14 +149,8 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         let sink = video_appsink(senders, rung_stats);
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&rung_tee, &q, &sink]).map_err(|_| BuildError::Link(format!("{} appsink", rung.name)))?;
-
-        if let (Some(rec), Some(dir)) = (&plan.recording, &recording_dir)
-            && rec.rungs.contains(&rung.name)
-        {
-            record_rung(&pipeline, rung, rec.format, rec.segment, dir, &rung_tee, &audio_tee)?;
-        }
     }
-    Ok(Built { pipeline, stats, recording_dir, eos_pads })
+    Ok(Built { pipeline, stats, eos_pads })
 }
 
 /// Name prefix of each rung's encoder input queue (its fill level is telemetry).
@@ -326,50 +311,6 @@ fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> gst::Eleme
 
 fn audio_appsink(senders: Vec<MediaSender>) -> gst::Element {
     media_appsink(senders, 100, Media::AudioConfig, |pts_ns, _, _, data| Media::Audio(AudioFrame { pts_ns, data }))
-}
-
-/// This run's recording folder, `<dir>/<UTC start time>`, so a restart never
-/// overwrites what an earlier run recorded.
-fn session_dir(dir: &Path) -> Result<PathBuf, BuildError> {
-    let path = dir.join(crate::timefmt::utc_compact(std::time::SystemTime::now()));
-    std::fs::create_dir_all(&path).map_err(|source| BuildError::RecordDir { path: path.clone(), source })?;
-    Ok(path)
-}
-
-/// Segmented files of one rung plus the shared audio. MP4 is fragmented
-/// (1 s fragments) so a file cut short by power loss still plays.
-fn record_rung(
-    pipeline: &gst::Pipeline,
-    rung: &RungPlan,
-    format: RecordFormat,
-    segment: std::time::Duration,
-    dir: &Path,
-    rung_tee: &gst::Element,
-    audio_tee: &gst::Element,
-) -> Result<(), BuildError> {
-    let muxer = match format {
-        RecordFormat::Mp4 => gst::ElementFactory::make("mp4mux").property("fragment-duration", 1000u32).build()?,
-        RecordFormat::Mkv => make("matroskamux")?,
-    };
-    let location = dir.join(format!("{}-%05d.{}", rung.name, format.extension()));
-    let split = gst::ElementFactory::make("splitmuxsink")
-        .name(format!("record_{}", rung.name))
-        .property("location", location.to_string_lossy().as_ref())
-        .property("max-size-time", segment.as_nanos() as u64)
-        .property("muxer", &muxer)
-        .property("async-finalize", false)
-        .property("async-handling", true)
-        .build()?;
-    let vq = queue(60)?;
-    let aq = queue(100)?;
-    pipeline.add_many([&vq, &aq, &split])?;
-    gst::Element::link_many([rung_tee, &vq]).map_err(|_| BuildError::Link("record video".into()))?;
-    let vpad = split.request_pad_simple("video").ok_or_else(|| BuildError::Link("splitmuxsink video".into()))?;
-    vq.static_pad("src").expect("queue src").link(&vpad).map_err(|_| BuildError::Link("record video pad".into()))?;
-    audio_tee.link(&aq).map_err(|_| BuildError::Link("record audio".into()))?;
-    let apad = split.request_pad_simple("audio_%u").ok_or_else(|| BuildError::Link("splitmuxsink audio".into()))?;
-    aq.static_pad("src").expect("queue src").link(&apad).map_err(|_| BuildError::Link("record audio pad".into()))?;
-    Ok(())
 }
 
 /// The audio source for sources that carry none of their own.

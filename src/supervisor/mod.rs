@@ -12,6 +12,7 @@ pub use machine::{Action, Event, Machine, Refusal, State, RETRY_INITIAL, RETRY_M
 
 use crate::board::BoardProfile;
 use crate::config::Config;
+use crate::egress::record::RecordState;
 use crate::egress::rtmp::EgressState;
 use crate::pipeline::actor::PipelineEvent;
 use crate::session::Session;
@@ -242,14 +243,22 @@ fn status_line(state: &State) -> String {
     }
 }
 
-/// Summarises egress states into one health event.
+/// Summarises the outputs (publishes and recordings) into one health event:
+/// `None` when all are up, else what is down, e.g.
+/// `primary/720p reconnecting, recording: 720p: no space left on the device`.
 fn egress_health(session: &Session) -> Option<String> {
-    let down: Vec<String> = session
+    let mut down: Vec<String> = session
         .egress
         .iter()
         .filter(|e| e.status.borrow().state != EgressState::Publishing)
         .map(|e| format!("{} {:?}", e.label, e.status.borrow().state).to_lowercase())
         .collect();
+    for r in &session.recorders {
+        let st = r.status.borrow();
+        if st.state == RecordState::Failed {
+            down.push(format!("recording: {}: {}", r.rung, st.last_error.as_deref().unwrap_or("failed")));
+        }
+    }
     (!down.is_empty()).then(|| down.join(", "))
 }
 

@@ -44,6 +44,7 @@ impl Reporter {
             "input": null,
             "rungs": [],
             "destinations": [],
+            "recording": [],
             "system": self.system.sample(disk),
         });
         let Some(s) = session else {
@@ -110,6 +111,22 @@ impl Reporter {
                         "video_frames_sent": st.video_frames_sent,
                         "reconnects": st.reconnects,
                         "frames_dropped": st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
+                        "last_error": st.last_error,
+                    })
+                })
+                .collect(),
+        );
+        out["recording"] = Value::Array(
+            s.recorders
+                .iter()
+                .map(|r| {
+                    let st = r.status.borrow();
+                    json!({
+                        "rung": st.rung,
+                        "state": st.state,
+                        "files": st.files,
+                        "failures": st.failures,
+                        "frames_dropped": st.media_discarded + r.sender.stats.dropped.load(Ordering::Relaxed),
                         "last_error": st.last_error,
                     })
                 })

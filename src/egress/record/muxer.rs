@@ -1,0 +1,208 @@
+//! The recorder's own small GStreamer pipeline: two appsrcs (the rung's
+//! H.264 and the shared AAC, exactly as every publish gets them) into a
+//! splitmuxsink. It is separate from the encoding pipeline on purpose: a
+//! full disk or a vanished USB stick errors on this pipeline's bus only, and
+//! the encoder and the publishes never notice.
+
+use super::RecordTarget;
+use crate::config::RecordFormat;
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+/// What the recorder's bus says, forwarded to its actor.
+#[derive(Debug)]
+pub(super) enum MuxEvent {
+    /// A new segment file was opened.
+    FileOpened,
+    /// Fatal: why, already free of paths and values.
+    Failed(String),
+    /// EOS drained: the last file is finalised.
+    Finished,
+}
+
+pub(super) struct Muxer {
+    pipeline: gst::Pipeline,
+    video: gst_app::AppSrc,
+    audio: gst_app::AppSrc,
+    frame_ns: u64,
+    /// One AAC frame: 1024 samples.
+    audio_frame_ns: u64,
+}
+
+/// How much the appsrcs may hold before the recorder drops to the next
+/// keyframe instead (a disk slower than real time must not grow memory).
+const MAX_QUEUED_BYTES: u64 = 32 * 1024 * 1024;
+
+fn element(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element `{factory}` is not installed"))
+}
+
+impl Muxer {
+    /// Builds and starts the recorder, writing `<rung>-NNNNN.<ext>` files into
+    /// `dir` from index `start_index`. Blocking (state change): call off the runtime.
+    pub(super) fn start(
+        target: &RecordTarget,
+        dir: &std::path::Path,
+        start_index: u32,
+        video_config: &Bytes,
+        audio_config: &Bytes,
+        events: mpsc::UnboundedSender<MuxEvent>,
+    ) -> Result<Muxer, String> {
+        let pipeline = gst::Pipeline::with_name(&format!("record_{}", target.rung));
+        let video_caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("codec_data", gst::Buffer::from_slice(video_config.clone()))
+            .field("width", target.width as i32)
+            .field("height", target.height as i32)
+            .field("framerate", gst::Fraction::new(target.fps.num as i32, target.fps.den as i32))
+            .build();
+        let audio_caps = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .field("stream-format", "raw")
+            .field("codec_data", gst::Buffer::from_slice(audio_config.clone()))
+            .field("rate", target.audio_rate as i32)
+            .field("channels", target.audio_channels as i32)
+            .build();
+        let appsrc = |caps: gst::Caps| {
+            gst_app::AppSrc::builder()
+                .caps(&caps)
+                .format(gst::Format::Time)
+                .is_live(false)
+                .block(false)
+                .max_bytes(MAX_QUEUED_BYTES * 2)
+                .build()
+        };
+        let (video, audio) = (appsrc(video_caps), appsrc(audio_caps));
+        let muxer = match target.format {
+            RecordFormat::Mp4 => {
+                let m = element("mp4mux")?;
+                // Fragmented: a file cut short by power loss or a full disk still plays.
+                m.set_property("fragment-duration", 1000u32);
+                m
+            }
+            RecordFormat::Mkv => element("matroskamux")?,
+        };
+        let location = dir.join(format!("{}-%05d.{}", target.rung, target.format.extension()));
+        let split = gst::ElementFactory::make("splitmuxsink")
+            .property("location", location.to_string_lossy().as_ref())
+            .property("start-index", start_index as i32)
+            .property("max-size-time", target.segment.as_nanos() as u64)
+            .property("muxer", &muxer)
+            .property("async-finalize", false)
+            .build()
+            .map_err(|_| "GStreamer element `splitmuxsink` is not installed".to_string())?;
+        let parse = element("h264parse")?;
+        let aparse = element("aacparse")?;
+        pipeline
+            .add_many([video.upcast_ref::<gst::Element>(), audio.upcast_ref(), &parse, &aparse, &split])
+            .map_err(|_| "cannot assemble the recorder".to_string())?;
+        let link = |from: &gst::Element, to: &gst::Element, pad: &str| -> Result<(), String> {
+            let sink = split.request_pad_simple(pad).ok_or_else(|| "splitmuxsink refused a pad".to_string())?;
+            from.link(to).map_err(|_| "cannot link the recorder".to_string())?;
+            to.static_pad("src").expect("parser src").link(&sink).map(drop).map_err(|_| "cannot link the recorder".to_string())
+        };
+        link(video.upcast_ref(), &parse, "video")?;
+        link(audio.upcast_ref(), &aparse, "audio_%u")?;
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        bus.set_sync_handler(move |_, msg| {
+            if let Some(ev) = mux_event(msg) {
+                let _ = events.send(ev);
+            }
+            gst::BusSyncReply::Drop
+        });
+        pipeline.set_state(gst::State::Playing).map_err(|_| "the recorder refused to start".to_string())?;
+        let frame_ns = target.fps.frame_ns();
+        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(target.audio_rate.max(1));
+        Ok(Muxer { pipeline, video, audio, frame_ns, audio_frame_ns })
+    }
+
+    /// Bytes queued in front of the muxer (both tracks).
+    pub(super) fn queued_bytes(&self) -> u64 {
+        self.video.current_level_bytes() + self.audio.current_level_bytes()
+    }
+
+    pub(super) fn over_limit(&self) -> bool {
+        self.queued_bytes() > MAX_QUEUED_BYTES
+    }
+
+    /// Pushes one access unit with timestamps relative to the recording's start.
+    pub(super) fn push_video(&self, pts_ns: u64, dts_ns: u64, keyframe: bool, data: Bytes) -> bool {
+        let mut buffer = gst::Buffer::from_slice(data);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+            b.set_dts(gst::ClockTime::from_nseconds(dts_ns));
+            b.set_duration(gst::ClockTime::from_nseconds(self.frame_ns));
+            if !keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.video.push_buffer(buffer).is_ok()
+    }
+
+    pub(super) fn push_audio(&self, pts_ns: u64, data: Bytes) -> bool {
+        let mut buffer = gst::Buffer::from_slice(data);
+        let b = buffer.get_mut().expect("a new buffer is writable");
+        b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+        b.set_duration(gst::ClockTime::from_nseconds(self.audio_frame_ns));
+        self.audio.push_buffer(buffer).is_ok()
+    }
+
+    /// Ends both tracks so the muxer writes its trailer; `Finished` follows on the bus.
+    pub(super) fn finish(&self) {
+        let _ = self.video.end_of_stream();
+        let _ = self.audio.end_of_stream();
+    }
+
+    /// Tears the pipeline down. Blocking: call off the runtime.
+    pub(super) fn close(self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn mux_event(msg: &gst::Message) -> Option<MuxEvent> {
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(MuxEvent::Failed(reason(&e.error()))),
+        gst::MessageView::Eos(_) => Some(MuxEvent::Finished),
+        gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "splitmuxsink-fragment-opened") => {
+            Some(MuxEvent::FileOpened)
+        }
+        _ => None,
+    }
+}
+
+/// A GStreamer error in words that hold no path (the recording folder is
+/// the operator's value, and GStreamer's own text quotes file names).
+pub(super) fn reason(error: &gst::glib::Error) -> String {
+    use gst::ResourceError as R;
+    match error.kind::<R>() {
+        Some(R::NoSpaceLeft) => "no space left on the device".into(),
+        Some(R::OpenWrite | R::OpenReadWrite) => "cannot open a file for writing".into(),
+        Some(R::Write) => "writing a file failed".into(),
+        Some(R::Close) => "closing a file failed".into(),
+        Some(R::NotFound) => "the recording folder is gone".into(),
+        Some(R::NotAuthorized) => "permission denied".into(),
+        _ if error.kind::<gst::StreamError>().is_some() => "the muxer refused the stream".into(),
+        _ => "the recorder failed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_errors_are_named_by_kind_without_the_path_gstreamer_quotes() {
+        gst::init().unwrap();
+        let e = gst::glib::Error::new(gst::ResourceError::NoSpaceLeft, "Error while writing to file \"/media/SECRET/x.mp4\".");
+        assert_eq!(reason(&e), "no space left on the device");
+        let e = gst::glib::Error::new(gst::ResourceError::OpenWrite, "Could not open file \"/media/SECRET/x.mp4\" for writing.");
+        assert_eq!(reason(&e), "cannot open a file for writing");
+        let e = gst::glib::Error::new(gst::CoreError::Failed, "/media/SECRET");
+        assert!(!reason(&e).contains("SECRET"));
+    }
+}
