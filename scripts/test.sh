@@ -7,4 +7,5 @@ scripts/install-test-deps.sh
 export FIELDCAST_BOARD_DIR="$PWD/board"
 cargo build --all-targets --locked
 cargo test --locked --lib --bins
-cargo test --locked --tests -- --test-threads=1
+# Integration tests only (`--tests` would run the unit tests a second time).
+cargo test --locked --test '*' -- --test-threads=1

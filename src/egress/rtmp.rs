@@ -3,8 +3,9 @@
 //! itself after any failure, continuing the same timeline.
 //!
 //! A publish is: TCP (+TLS) -> handshake -> `connect(app, tcUrl)` ->
-//! `publish(stream, "live")` -> `@setDataFrame/onMetaData` -> AVC and AAC
-//! sequence headers -> media from the next keyframe. While no publish is up
+//! `publish(stream, "live")` -> at the next keyframe `@setDataFrame/onMetaData`
+//! (stamped with that keyframe's timestamp) -> AVC and AAC sequence headers
+//! -> media. While no publish is up
 //! (connecting, backing off) the channel is drained and discarded, so a
 //! reconnect never bursts old media: it resumes at the next keyframe with the
 //! pipeline's running-time timestamps.
@@ -16,6 +17,7 @@ mod backoff;
 mod connection;
 mod feed;
 mod redact;
+mod restamp;
 mod transport;
 
 pub use backoff::{Backoff, BackoffSchedule};
@@ -303,7 +305,7 @@ async fn publish(
     status: &watch::Sender<EgressStatus>,
 ) -> Result<(), EgressError> {
     let bytes_before = status.borrow().bytes_sent;
-    conn.send_metadata(&metadata.stream_metadata()).await?;
+    conn.set_metadata(metadata.stream_metadata());
     feed.begin_publish();
     status.send_modify(|s| {
         s.state = EgressState::Publishing;

@@ -47,6 +47,7 @@ pub(crate) struct Connection {
     read_buf: Box<[u8]>,
     write_timeout: Duration,
     redactor: Redactor,
+    metadata: Option<StreamMetadata>,
     /// Bytes written to the socket (handshake included).
     pub bytes_written: u64,
 }
@@ -68,6 +69,7 @@ impl Connection {
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
             write_timeout: req.write_timeout,
             redactor: req.redactor.clone(),
+            metadata: None,
             bytes_written: handshake_bytes,
         };
         conn.apply(initial).await?;
@@ -87,16 +89,30 @@ impl Connection {
         Ok(conn)
     }
 
-    /// `@setDataFrame` / `onMetaData` on the publishing stream.
-    pub async fn send_metadata(&mut self, metadata: &StreamMetadata) -> Result<(), EgressError> {
-        let packet = self.session.publish_metadata(metadata).map_err(EgressError::Session)?;
-        self.apply(vec![packet]).await.map(drop)
+    /// What `onMetaData` says for this publish; sent when the feed asks
+    /// ([`Outgoing::Metadata`]), at the first keyframe.
+    pub fn set_metadata(&mut self, metadata: StreamMetadata) {
+        self.metadata = Some(metadata);
     }
 
-    /// One audio or video message. Nothing is marked droppable: dropping
-    /// happens upstream, per GOP, never inside the chunk stream.
+    /// One message. Nothing is marked droppable: dropping happens upstream,
+    /// per GOP, never inside the chunk stream.
     pub async fn send(&mut self, item: &Outgoing) -> Result<(), EgressError> {
         let result = match item {
+            Outgoing::Metadata { timestamp } => {
+                let Some(metadata) = &self.metadata else { return Ok(()) };
+                // rml_rtmp stamps it on the session's own clock (ms since the
+                // connection began): restamp it on the media's.
+                self.session.publish_metadata(metadata).map(|result| match result {
+                    ClientSessionResult::OutboundResponse(mut packet) => {
+                        if !super::restamp::restamp(&mut packet.bytes, *timestamp) {
+                            debug!("onMetaData spans several chunks; sent on the session clock");
+                        }
+                        ClientSessionResult::OutboundResponse(packet)
+                    }
+                    other => other,
+                })
+            }
             Outgoing::VideoHeader(tag) | Outgoing::Video(tag) => {
                 self.session.publish_video_data(tag.body.clone(), RtmpTimestamp::new(tag.timestamp), false)
             }

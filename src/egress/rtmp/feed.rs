@@ -9,6 +9,9 @@ use bytes::Bytes;
 /// One RTMP media message to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outgoing {
+    /// `@setDataFrame/onMetaData`, stamped with the publish's first media
+    /// timestamp (ms) so it never lies behind the media it describes.
+    Metadata { timestamp: u32 },
     VideoHeader(Tag),
     AudioHeader(Tag),
     Video(Tag),
@@ -30,6 +33,7 @@ pub(crate) struct Feed {
 struct PublishState {
     /// DTS of the keyframe this publish started at; `None` until then.
     start_ns: Option<u64>,
+    metadata_sent: bool,
     video_header_sent: bool,
     audio_header_sent: bool,
 }
@@ -84,6 +88,10 @@ impl Feed {
             p.start_ns = Some(frame.dts_ns);
         }
         let timestamp = flv::rtmp_timestamp(frame.dts_ns);
+        if !p.metadata_sent {
+            out.push(Outgoing::Metadata { timestamp });
+            p.metadata_sent = true;
+        }
         if !p.video_header_sent {
             out.push(Outgoing::VideoHeader(Tag { timestamp, body: flv::avc_sequence_header(video_config) }));
             p.video_header_sent = true;
@@ -143,6 +151,7 @@ mod tests {
     fn kinds(out: &[Outgoing]) -> Vec<(&'static str, u32)> {
         out.iter()
             .map(|o| match o {
+                Outgoing::Metadata { timestamp } => ("m", *timestamp),
                 Outgoing::VideoHeader(t) => ("vh", t.timestamp),
                 Outgoing::AudioHeader(t) => ("ah", t.timestamp),
                 Outgoing::Video(t) if t.body[0] == flv::AVC_KEYFRAME => ("K", t.timestamp),
@@ -162,7 +171,7 @@ mod tests {
         assert!(out.is_empty());
         feed.begin_publish();
         assert!(feed.accept(video(33, true), &mut out));
-        assert_eq!(kinds(&out), [("vh", 33), ("ah", 33), ("K", 33)]);
+        assert_eq!(kinds(&out), [("m", 33), ("vh", 33), ("ah", 33), ("K", 33)]);
     }
 
     #[test]
@@ -182,7 +191,7 @@ mod tests {
         ] {
             feed.accept(m, &mut out);
         }
-        assert_eq!(kinds(&out), [("vh", 1033), ("ah", 1033), ("K", 1033), ("a", 1053), ("v", 1066)]);
+        assert_eq!(kinds(&out), [("m", 1033), ("vh", 1033), ("ah", 1033), ("K", 1033), ("a", 1053), ("v", 1066)]);
     }
 
     #[test]
@@ -199,7 +208,7 @@ mod tests {
         for m in [video(5000, false), audio(5010), video(6000, true), audio(6005)] {
             feed.accept(m, &mut out);
         }
-        assert_eq!(kinds(&out), [("vh", 6000), ("ah", 6000), ("K", 6000), ("a", 6005)]);
+        assert_eq!(kinds(&out), [("m", 6000), ("vh", 6000), ("ah", 6000), ("K", 6000), ("a", 6005)], "metadata again, on the media clock");
     }
 
     #[test]
@@ -231,6 +240,6 @@ mod tests {
         assert!(!feed.accept(audio(40), &mut out), "no AudioSpecificConfig yet");
         feed.accept(Media::AudioConfig(Bytes::from_static(ASC)), &mut out);
         assert!(feed.accept(audio(61), &mut out));
-        assert_eq!(kinds(&out), [("vh", 33), ("K", 33), ("ah", 61), ("a", 61)]);
+        assert_eq!(kinds(&out), [("m", 33), ("vh", 33), ("K", 33), ("ah", 61), ("a", 61)]);
     }
 }
