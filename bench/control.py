@@ -5,6 +5,7 @@ Starts a private mosquitto and nginx-rtmp on free loopback ports and the
 release fieldcast under [mqtt] (test pattern, a 3-rung 360p/270p/180p
 ladder), then measures, over N rounds:
 
+  status -> reply, while idle (a trivial command: the cost of control itself);
   start  -> reply at the dashboard, -> first coded video frame of every rung
             in nginx's recording (the channel has a picture);
   stop   -> reply, -> no TCP connection left to nginx;
@@ -15,7 +16,11 @@ clients are mosquitto's, the channel nginx's.
 
 Usage: bench/control.py [ROUNDS] [small|standard]   (default 5 rounds of
 the small ladder; "standard" is 1080p/720p/540p/360p from 1080p30; run scripts/install-deps.sh
-and `cargo build --release` first, or use bench/control.sh)
+and `cargo build --release` first, or use bench/control.sh). FIELDCAST_BIN
+runs another binary (e.g. a build of an older commit, to compare). The
+broker runs with `set_tcp_nodelay true`: with Nagle on its side too, every
+reply waits ~40 ms in mosquitto (for the delayed ACK of the command it just
+forwarded to the same subscriber), which would hide what the box costs.
 """
 
 import json
@@ -30,7 +35,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "fieldcast")
+BIN = os.environ.get("FIELDCAST_BIN") or os.path.join(ROOT, "target", "release", "fieldcast")
 DEVICE = "bench-box"
 SMALL = [("r360", 640, 360, 800), ("r270", 480, 270, 500), ("r180", 320, 180, 300)]
 # ingest.md's "standard" ladder, from a 1080p30 test pattern: what a box on a
@@ -154,7 +159,7 @@ def main():
     try:
         mport, rport = free_port(), free_port()
         open(f"{work}/mosquitto.conf", "w").write(
-            f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n" + ("user root\n" if os.geteuid() == 0 else ""))
+            f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n" + ("user root\n" if os.geteuid() == 0 else ""))
         procs.append(subprocess.Popen(["/usr/sbin/mosquitto", "-c", f"{work}/mosquitto.conf"], stderr=subprocess.DEVNULL))
         rec = f"{work}/rec"
         os.makedirs(rec)
@@ -184,6 +189,13 @@ def main():
             raise SystemExit("the device never came online")
 
         time.sleep(5)
+        # A trivial command, idle: what fleet control itself costs per command.
+        status_reply = []
+        for i in range(max(rounds, 10)):
+            t0 = dash.command("status", f"status-{i}")
+            t_reply, r = dash.reply(f"status-{i}")
+            assert r["ok"], r
+            status_reply.append(t_reply - t0)
         c0, t0 = cpu_ticks(dev.pid), time.monotonic()
         time.sleep(30)
         idle_cpu = (cpu_ticks(dev.pid) - c0) / TICKS / (time.monotonic() - t0) * 100
@@ -220,6 +232,7 @@ def main():
 
         ms = lambda xs: f"median {statistics.median(xs) * 1000:6.0f} ms  (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
         print(f"fieldcast control benchmark, {rounds} rounds, {os.cpu_count()} cores, ladder {'/'.join(n for n, *_ in rungs)}")
+        print(f"status -> reply (idle)             {ms(status_reply)}")
         print(f"start -> reply                     {ms(start_reply)}")
         print(f"start -> every rung's first frame  {ms(start_frame)}")
         print(f"stop  -> reply                     {ms(stop_reply)}")
