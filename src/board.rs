@@ -30,8 +30,10 @@ pub enum BoardError {
     Invalid { path: String, message: String },
     #[error("cannot read board directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("unknown board `{name}` (known: {known})")]
-    Unknown { name: String, known: String },
+    /// The configured `board` names no profile (the name is not quoted:
+    /// it is a submitted value).
+    #[error("board: no board profile has that name (known: {known})")]
+    Unknown { known: String },
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -317,7 +319,7 @@ pub fn select(
     let by_name = |n: &str| profiles.iter().find(|p| p.name == n).cloned();
     if let Some(name) = explicit.filter(|n| *n != "auto") {
         return by_name(name).map(|profile| Selection { profile, reason: "set in config".into() }).ok_or_else(|| {
-            BoardError::Unknown { name: name.into(), known: profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ") }
+            BoardError::Unknown { known: profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ") }
         });
     }
     let mut skipped = Vec::new();
@@ -332,7 +334,7 @@ pub fn select(
             Some(missing) => skipped.push(format!("{} matches but has no {missing}", p.name)),
         }
     }
-    let profile = by_name("generic").ok_or_else(|| BoardError::Unknown { name: "generic".into(), known: String::new() })?;
+    let profile = by_name("generic").ok_or_else(|| BoardError::Unknown { known: profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ") })?;
     let reason = if skipped.is_empty() { "no board matched: software encoder".to_string() } else { skipped.join("; ") };
     Ok(Selection { profile, reason })
 }
@@ -422,7 +424,7 @@ mod tests {
         assert_eq!(select(&all, Some("jetson"), &pi4, &no).unwrap().profile.name, "jetson");
         assert_eq!(select(&all, None, &MachineInfo::default(), &yes).unwrap().profile.name, "generic");
         let err = select(&all, Some("rpi9"), &pi4, &yes).unwrap_err().to_string();
-        assert!(err.contains("unknown board `rpi9`") && err.contains("rk3588"), "{err}");
+        assert!(err.contains("board: no board profile has that name") && err.contains("rk3588") && !err.contains("rpi9"), "{err}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! that cannot hold an invalid value. Errors name the file, the field and why,
 //! and never quote a value that could be a secret.
 
+mod de;
 mod mqtt;
 mod raw;
+pub mod schema;
 mod types;
 mod validate;
 
@@ -16,11 +18,28 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// A field's problem. The message is built by fieldcast and never holds a
+/// submitted value (nor a key the user wrote that is not a field of ours).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
-    /// Dotted path of the field, e.g. `ladder.rungs[1].bitrate_kbps`.
+    /// Dotted path of the field, e.g. `ladder.rungs[1].bitrate_kbps`; for
+    /// an unknown key, the section that holds it (`config` at the top).
     pub field: String,
     pub message: String,
+    #[serde(skip)]
+    pub kind: ProblemKind,
+}
+
+/// What kind of problem a [`FieldError`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The value breaks a rule.
+    #[default]
+    Invalid,
+    /// The value has the wrong type for its field.
+    WrongType,
+    /// A key that is not a field of its section.
+    UnknownField,
 }
 
 impl fmt::Display for FieldError {
@@ -33,10 +52,10 @@ impl fmt::Display for FieldError {
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// TOML syntax or type error. The message comes from the parser without
-    /// its source excerpt, so a line holding a key is never echoed.
+    /// TOML syntax error: where, and a reason of ours (the parser's text
+    /// quotes the line, which may hold a key).
     #[error("{path}:{line}:{column}: {message}")]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse { path: PathBuf, line: usize, column: usize, message: &'static str },
     #[error("{} invalid:\n{}", .origin, .errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid { origin: String, errors: Vec<FieldError> },
 }
@@ -94,8 +113,8 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> 
 
 /// Validates a merged table.
 pub fn from_value(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-        .map_err(|e| ConfigError::Invalid { origin: origin.into(), errors: vec![serde_field_error(&e)] })?;
+    let raw: RawConfig = de::from_value(&toml::Value::Table(table))
+        .map_err(|e| ConfigError::Invalid { origin: origin.into(), errors: vec![schema_field_error(&e)] })?;
     validate::validate(raw, default_state_dir()).map_err(|errors| ConfigError::Invalid { origin: origin.into(), errors })
 }
 
@@ -120,40 +139,43 @@ fn parse_error(path: &Path, text: &str, message: &str, span: Option<std::ops::Ra
     let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    ConfigError::Parse { path: path.into(), line, column, message: message.trim().to_string() }
+    let column = before[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..].chars().count() + 1;
+    // Only a fixed reason is chosen by the parser's text, never copied from it.
+    let message = if message.contains("duplicate key") { "duplicate key (a key or table is defined twice)" } else { "invalid TOML syntax" };
+    ConfigError::Parse { path: path.into(), line, column, message }
 }
 
-/// A serde error on the merged value, named by its path (`ladder.rungs[1].width`).
-fn serde_field_error(e: &serde_path_to_error::Error<toml::de::Error>) -> FieldError {
-    let msg = e.inner().message().trim().to_string();
-    let path = e.path().to_string();
-    // The path of an unknown field ends with the field itself.
-    let field = if path == "." { "config".to_string() } else { path };
-    FieldError { field, message: strip_values(&msg) }
-}
-
-/// Serde quotes the offending value for type errors (`invalid type: string
-/// "abc"`). Drop quoted strings: the value could be a key in the wrong place.
-fn strip_values(msg: &str) -> String {
-    let mut out = String::new();
-    let mut in_quote = false;
-    for c in msg.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…");
-            }
-            in_quote = !in_quote;
-            if !in_quote {
-                out.push('"');
-            }
-            continue;
+/// A type or unknown-field error on the merged value: the field's path
+/// (from serde_path_to_error, keys of ours only) and our message.
+fn schema_field_error(e: &serde_path_to_error::Error<de::SchemaError>) -> FieldError {
+    use serde_path_to_error::Segment as S;
+    let mut segments: Vec<&S> = e.path().iter().collect();
+    let kind = match &e.inner().0 {
+        de::Problem::UnknownField { .. } => {
+            // The last segment is the key the user wrote: name its section.
+            segments.pop();
+            ProblemKind::UnknownField
         }
-        if !in_quote {
-            out.push(c);
+        de::Problem::WrongType { .. } => ProblemKind::WrongType,
+        _ => ProblemKind::Invalid,
+    };
+    let mut field = String::new();
+    for s in segments {
+        match s {
+            S::Seq { index } => field.push_str(&format!("[{index}]")),
+            S::Map { key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(if schema::is_field_name(key) { key } else { "?" });
+            }
+            _ => field.push_str(".?"),
         }
     }
-    out
+    if field.is_empty() {
+        field = "config".into();
+    }
+    FieldError { field, message: e.inner().to_string(), kind }
 }
 
 #[cfg(test)]

@@ -45,22 +45,22 @@ pub(super) fn mqtt(m: RawMqtt, device_id: &str, e: &mut Errors) -> Option<Mqtt> 
     }
     let telemetry = m.telemetry_seconds.unwrap_or(5);
     if !(1..=3600).contains(&telemetry) {
-        e.add("mqtt.telemetry_seconds", format!("{telemetry} is outside 1..3600"));
+        e.add("mqtt.telemetry_seconds", "is outside 1..3600");
     }
     let keepalive = m.keepalive_seconds.unwrap_or(30);
     if !(5..=600).contains(&keepalive) {
-        e.add("mqtt.keepalive_seconds", format!("{keepalive} is outside 5..600"));
+        e.add("mqtt.keepalive_seconds", "is outside 5..600");
     }
     let session_expiry = m.session_expiry_seconds.unwrap_or(600);
     if session_expiry > 86_400 {
-        e.add("mqtt.session_expiry_seconds", format!("{session_expiry} is outside 0..86400"));
+        e.add("mqtt.session_expiry_seconds", "is outside 0..86400");
     }
     let protocol = match m.protocol.as_deref().unwrap_or("auto") {
         "auto" => MqttProtocol::Auto,
         "5" | "5.0" => MqttProtocol::V5,
         "3.1.1" | "4" => MqttProtocol::V311,
         _ => {
-            e.add("mqtt.protocol", "must be \"auto\", \"5\" or \"3.1.1\"");
+            e.add("mqtt.protocol", "expected one of: auto, 5, 3.1.1");
             MqttProtocol::Auto
         }
     };
@@ -94,10 +94,10 @@ fn broker_endpoint(s: &str) -> Result<(bool, String, u16), String> {
     let tls = match url.scheme() {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" | "tls" => true,
-        other => return Err(format!("scheme `{other}` is not mqtt:// or mqtts://")),
+        _ => return Err("has a scheme other than mqtt:// or mqtts://".into()),
     };
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold credentials; use mqtt.username and mqtt.password".into());
+        return Err("credentials in the URL are not supported; use mqtt.username and mqtt.password".into());
     }
     if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
         return Err("must be scheme://host[:port] with no path or query".into());
@@ -131,7 +131,9 @@ mod tests {
         assert_eq!(broker_endpoint("mqtts://localhost:9883/").unwrap(), (true, "localhost".into(), 9883));
         let e = broker_endpoint("mqtt://user:hunter2@host").unwrap_err();
         assert!(e.contains("credentials") && !e.contains("hunter2"), "{e}");
-        assert!(broker_endpoint("http://host").unwrap_err().contains("http"));
+        assert!(broker_endpoint("http://host").unwrap_err().contains("scheme"));
+        let e = broker_endpoint("mqtt://only-user@host").unwrap_err();
+        assert!(e.contains("credentials") && !e.contains("only-user"), "{e}");
         assert!(broker_endpoint("mqtt://host/topic").is_err());
         assert!(broker_endpoint("not a url").is_err());
     }

@@ -30,6 +30,7 @@ pub struct RawSource {
     pub width: Option<u32>,
     pub height: Option<u32>,
     /// 30, 29.97, 59.94 or "30000/1001".
+    #[serde(default, deserialize_with = "super::de::fps_value")]
     pub fps: Option<toml::Value>,
     pub pattern: Option<String>,
     pub device: Option<String>,

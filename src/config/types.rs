@@ -151,10 +151,36 @@ impl Destination {
         let s = expand_template(&self.stream_template, rung, self.key.as_ref().map(|k| k.expose()).unwrap_or(""));
         Secret::new(s)
     }
-    /// The stream name with `{key}` hidden, for logs and `check-config`.
+    /// The stream name as shown in `check-config`, the plan and logs: the
+    /// rule of [`redact_template`], then the rung's placeholders expanded.
     pub fn stream_name_redacted(&self, rung: &RungSpec) -> String {
-        expand_template(&self.stream_template, rung, "***")
+        expand_template(&redact_template(&self.stream_template), rung, "***")
     }
+}
+
+/// The one rule for showing a stream template (and, expanded, a stream
+/// name): every literal run other than ASCII punctuation becomes `***`,
+/// because a key may be written into the template itself; placeholders and
+/// separators stay (`{key}` expands to `***` in a shown name).
+/// `{rung}_{key}` stays, `live_{rung}` -> `***_{rung}`, `sk-4f9a` -> `***-***`.
+pub fn redact_template(t: &str) -> String {
+    const PLACEHOLDERS: &[&str] = &["{rung}", "{kbps}", "{width}", "{height}", "{key}"];
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(c) = rest.chars().next() {
+        if let Some(p) = PLACEHOLDERS.iter().find(|p| rest.starts_with(**p)) {
+            out.push_str(p);
+            rest = &rest[p.len()..];
+            continue;
+        }
+        if c.is_ascii_punctuation() {
+            out.push(c);
+        } else if !out.ends_with("***") {
+            out.push_str("***");
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 pub(crate) fn expand_template(t: &str, rung: &RungSpec, key: &str) -> String {

@@ -27,7 +27,7 @@ const MAX_RUNG_KBPS: u32 = 50_000;
 pub(super) struct Errors(pub(super) Vec<FieldError>);
 impl Errors {
     pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError { field: field.into(), message: message.into(), kind: Default::default() });
     }
 }
 
@@ -55,7 +55,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     for (i, d) in raw.destination.into_iter().enumerate() {
         if let Some(d) = destination(d, i, ladder.as_ref(), &audio, &mut e) {
             if !names.insert(d.name.clone()) {
-                e.add(format!("destination[{i}].name"), format!("`{}` is used by another destination", d.name));
+                e.add(format!("destination[{i}].name"), "is used by another destination");
             }
             destinations.push(d);
         }
@@ -125,7 +125,7 @@ pub fn parse_fps(v: &toml::Value) -> Result<Fps, String> {
 
 fn even_size(e: &mut Errors, field: &str, v: u32, max: u32) {
     if v < 64 || v > max || !v.is_multiple_of(2) {
-        e.add(field, format!("{v} is not an even number of pixels between 64 and {max}"));
+        e.add(field, format!("is not an even number of pixels between 64 and {max}"));
     }
 }
 
@@ -145,8 +145,8 @@ fn source(s: RawSource, e: &mut Errors) -> Source {
             fps: fps.unwrap_or(Fps { num: 30, den: 1 }),
             pattern: match s.pattern.as_deref().unwrap_or("smpte") {
                 p @ ("smpte" | "bars" | "ball" | "snow" | "black" | "smpte100" | "colors" | "gradient") => p.to_string(),
-                other => {
-                    e.add("source.pattern", format!("`{other}` is not a known pattern (smpte, bars, ball, snow, black, colors, gradient, smpte100)"));
+                _ => {
+                    e.add("source.pattern", "expected one of: smpte, bars, ball, snow, black, colors, gradient, smpte100");
                     String::new()
                 }
             },
@@ -154,7 +154,7 @@ fn source(s: RawSource, e: &mut Errors) -> Source {
         "v4l2" => {
             let device = s.device.unwrap_or_else(|| "/dev/video0".into());
             if !device.starts_with("/dev/") {
-                e.add("source.device", format!("`{device}` is not a device path under /dev"));
+                e.add("source.device", "is not a device path under /dev");
             }
             Source::V4l2 { device: device.into(), width: s.width, height: s.height, fps, format: s.format }
         }
@@ -170,8 +170,8 @@ fn source(s: RawSource, e: &mut Errors) -> Source {
                 Source::File { path: PathBuf::new() }
             }
         },
-        other => {
-            e.add("source.kind", format!("`{other}` is not one of test, v4l2, decklink, file"));
+        _ => {
+            e.add("source.kind", "expected one of: test, v4l2, decklink, file");
             Source::Test { width: 1920, height: 1080, fps: Fps { num: 30, den: 1 }, pattern: "smpte".into() }
         }
     }
@@ -190,8 +190,8 @@ fn audio(a: RawAudio, src: &Source, e: &mut Errors) -> Audio {
         "decklink" => AudioSource::DeckLink,
         "file" => AudioSource::File,
         "alsa" => AudioSource::Alsa { device: a.device.unwrap_or_else(|| "default".into()) },
-        other => {
-            e.add("audio.source", format!("`{other}` is not one of auto, test, silence, alsa, decklink, file"));
+        _ => {
+            e.add("audio.source", "expected one of: auto, test, silence, alsa, decklink, file");
             AudioSource::Silence
         }
     };
@@ -200,15 +200,15 @@ fn audio(a: RawAudio, src: &Source, e: &mut Errors) -> Audio {
     }
     let kbps = a.bitrate_kbps.unwrap_or(128);
     if !(32..=320).contains(&kbps) {
-        e.add("audio.bitrate_kbps", format!("{kbps} is outside 32..320"));
+        e.add("audio.bitrate_kbps", "is outside 32..320");
     }
     let sample_rate = a.sample_rate.unwrap_or(48000);
     if sample_rate != 48000 && sample_rate != 44100 {
-        e.add("audio.sample_rate", format!("{sample_rate} is not 48000 or 44100"));
+        e.add("audio.sample_rate", "expected one of: 48000, 44100");
     }
     let channels = a.channels.unwrap_or(2);
     if channels != 1 && channels != 2 {
-        e.add("audio.channels", format!("{channels} is not 1 or 2"));
+        e.add("audio.channels", "expected one of: 1, 2");
     }
     Audio { source, bitrate_bps: kbps * 1000, sample_rate, channels }
 }
@@ -237,7 +237,7 @@ fn ladder(l: RawLadder, src: &Source, e: &mut Errors) -> Option<Ladder> {
                     .map(|(n, w, h, k)| RungSpec { name: n.to_string(), width: *w, height: *h, bitrate_bps: k * 1000 })
                     .collect(),
                 None => {
-                    e.add("ladder.profile", format!("`{p}` is not one of standard, basic, single"));
+                    e.add("ladder.profile", "expected one of: standard, basic, single");
                     return None;
                 }
             }
@@ -250,33 +250,30 @@ fn ladder(l: RawLadder, src: &Source, e: &mut Errors) -> Option<Ladder> {
     let mut seen_rates = HashSet::new();
     for (i, r) in rungs.iter().enumerate() {
         if !seen_names.insert(r.name.clone()) {
-            e.add(format!("ladder.rungs[{i}].name"), format!("`{}` is used by another rung", r.name));
+            e.add(format!("ladder.rungs[{i}].name"), "is used by another rung");
         }
         if !seen_rates.insert(r.bitrate_bps) {
             e.add(
                 format!("ladder.rungs[{i}].bitrate_kbps"),
-                format!("{} is used by another rung; channels name tracks by bitrate, so each must differ", r.bitrate_bps / 1000),
+                "is used by another rung; channels name tracks by bitrate, so each must differ",
             );
         }
         if let Some((sw, sh)) = source_size(src)
             && (r.width > sw || r.height > sh)
         {
-            e.add(
-                format!("ladder.rungs[{i}]"),
-                format!("`{}` is {}x{}, larger than the {sw}x{sh} source (fieldcast never upscales)", r.name, r.width, r.height),
-            );
+            e.add(format!("ladder.rungs[{i}]"), "is larger than the source picture (source.width x source.height); fieldcast never upscales");
         }
     }
     let gop_seconds = l.gop_seconds.unwrap_or(2.0);
     if !(GOP_RANGE.0..=GOP_RANGE.1).contains(&gop_seconds) {
-        e.add("ladder.gop_seconds", format!("{gop_seconds} is outside {}..{} seconds", GOP_RANGE.0, GOP_RANGE.1));
+        e.add("ladder.gop_seconds", format!("is outside {}..{} seconds", GOP_RANGE.0, GOP_RANGE.1));
     }
     let h264_profile = match l.h264_profile.as_deref().unwrap_or("high") {
         "high" => H264Profile::High,
         "main" => H264Profile::Main,
         "baseline" => H264Profile::Baseline,
-        other => {
-            e.add("ladder.h264_profile", format!("`{other}` is not one of high, main, baseline"));
+        _ => {
+            e.add("ladder.h264_profile", "expected one of: high, main, baseline");
             H264Profile::High
         }
     };
@@ -294,11 +291,11 @@ fn rung(r: RawRung, i: usize, e: &mut Errors) -> Option<RungSpec> {
     even_size(e, &f("width"), width, 4096);
     even_size(e, &f("height"), height, 2304);
     if !(MIN_RUNG_KBPS..=MAX_RUNG_KBPS).contains(&kbps) {
-        e.add(f("bitrate_kbps"), format!("{kbps} is outside {MIN_RUNG_KBPS}..{MAX_RUNG_KBPS}"));
+        e.add(f("bitrate_kbps"), format!("is outside {MIN_RUNG_KBPS}..{MAX_RUNG_KBPS}"));
     }
     let name = r.name.unwrap_or_else(|| format!("{height}p"));
     if !valid_id(&name) {
-        e.add(f("name"), format!("`{name}` must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"));
+        e.add(f("name"), "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'");
     }
     Some(RungSpec { name, width, height, bitrate_bps: u64::from(kbps) * 1000 })
 }
@@ -310,7 +307,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     }
     let name = d.name.unwrap_or_else(|| format!("destination{i}"));
     if !valid_id(&name) {
-        e.add(f("name"), format!("`{name}` must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"));
+        e.add(f("name"), "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'");
     }
     let url = match d.url.as_deref().map(IngestUrl::parse) {
         None => {
@@ -328,8 +325,8 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
         "standard" => Target::Standard,
         "basic" => Target::Basic,
         "single" => Target::Single,
-        other => {
-            e.add(f("target"), format!("`{other}` is not one of any, standard, basic, single"));
+        _ => {
+            e.add(f("target"), "expected one of: any, standard, basic, single");
             Target::Any
         }
     };
@@ -337,9 +334,9 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     let ladder = ladder?;
     let rungs: Vec<String> = match d.rungs {
         Some(rs) => {
-            for r in &rs {
+            for (j, r) in rs.iter().enumerate() {
                 if !ladder.rungs.iter().any(|x| &x.name == r) {
-                    e.add(f("rungs"), format!("`{r}` is not a rung of the ladder"));
+                    e.add(f(&format!("rungs[{j}]")), "is not the name of a rung of the ladder");
                 }
             }
             rs
@@ -356,8 +353,9 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
         e.add(f("target"), format!("the ladder needs {} kbit/s with audio, over the {} kbit/s cap of a `{}` channel", total / 1000, cap / 1000, d.target.as_deref().unwrap_or("")));
     }
     if let Some(cap) = cap_rung {
-        for r in carried.iter().filter(|r| r.bitrate_bps > cap) {
-            e.add(f("target"), format!("rung `{}` at {} kbit/s is over the {} kbit/s per-rendition cap of this channel", r.name, r.bitrate_bps / 1000, cap / 1000));
+        let over = carried.iter().filter(|r| r.bitrate_bps > cap).count();
+        if over > 0 {
+            e.add(f("target"), format!("{over} of the rungs carried are over the {} kbit/s per-rendition cap of this channel", cap / 1000));
         }
     }
     if let Some(n) = cap_count
@@ -377,7 +375,7 @@ fn check_template(t: &str, rungs: &[&RungSpec], has_key: bool, field: &str, e: &
         };
         let p = &rest[start + 1..start + len];
         if !["rung", "kbps", "width", "height", "key"].contains(&p) {
-            e.add(field, format!("`{{{p}}}` is not a placeholder (use {{rung}}, {{kbps}}, {{width}}, {{height}}, {{key}})"));
+            e.add(field, "holds a `{...}` that is not a placeholder (use {rung}, {kbps}, {width}, {height}, {key})");
         }
         if p == "key" && !has_key {
             e.add(field, "uses {key} but the destination has no `key`");
@@ -401,19 +399,19 @@ fn recording(r: Option<RawRecording>, state_dir: &std::path::Path, rung_names: &
     let format = match r.format.as_deref().unwrap_or("mp4") {
         "mp4" => RecordFormat::Mp4,
         "mkv" => RecordFormat::Mkv,
-        other => {
-            e.add("recording.format", format!("`{other}` is not mp4 or mkv"));
+        _ => {
+            e.add("recording.format", "expected one of: mp4, mkv");
             RecordFormat::Mp4
         }
     };
     let seconds = r.segment_seconds.unwrap_or(60);
     if !(2..=3600).contains(&seconds) {
-        e.add("recording.segment_seconds", format!("{seconds} is outside 2..3600"));
+        e.add("recording.segment_seconds", "is outside 2..3600");
     }
     let rungs = r.rungs.unwrap_or_else(|| rung_names.to_vec());
-    for name in &rungs {
+    for (j, name) in rungs.iter().enumerate() {
         if !rung_names.is_empty() && !rung_names.contains(name) {
-            e.add("recording.rungs", format!("`{name}` is not a rung of the ladder"));
+            e.add(format!("recording.rungs[{j}]"), "is not the name of a rung of the ladder");
         }
     }
     Some(Recording { dir: r.dir.unwrap_or_else(|| state_dir.join("recordings")), format, segment: Duration::from_secs(seconds.into()), rungs })
@@ -424,13 +422,13 @@ fn egress(g: RawEgress, e: &mut Errors) -> EgressOptions {
     let max = g.reconnect_max_ms.unwrap_or(5000);
     let timeout = g.connect_timeout_ms.unwrap_or(10_000);
     if !(50..=10_000).contains(&initial) {
-        e.add("egress.reconnect_initial_ms", format!("{initial} is outside 50..10000"));
+        e.add("egress.reconnect_initial_ms", "is outside 50..10000");
     }
     if max < initial || max > 300_000 {
-        e.add("egress.reconnect_max_ms", format!("{max} must be at least reconnect_initial_ms ({initial}) and at most 300000"));
+        e.add("egress.reconnect_max_ms", "must be at least egress.reconnect_initial_ms and at most 300000");
     }
     if !(500..=60_000).contains(&timeout) {
-        e.add("egress.connect_timeout_ms", format!("{timeout} is outside 500..60000"));
+        e.add("egress.connect_timeout_ms", "is outside 500..60000");
     }
     EgressOptions {
         reconnect_initial: Duration::from_millis(initial),

@@ -4,7 +4,7 @@
 //! same rules as the file, whole, before anything is applied.
 
 use super::error::{CommandError, ErrorCode, FieldProblem};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ProblemKind};
 use crate::egress::url::IngestUrl;
 use serde_json::{Map, Value};
 
@@ -59,22 +59,28 @@ pub fn effective(base: &toml::Table, overlay: &Map<String, Value>) -> Result<Con
 }
 
 fn invalid(e: ConfigError) -> CommandError {
-    let fields: Vec<FieldProblem> = e
-        .field_errors()
+    let errors = e.field_errors();
+    let fields: Vec<FieldProblem> = errors
         .iter()
-        .map(|f| FieldProblem { field: format!("config.{}", f.field), message: f.message.clone() })
+        .map(|f| {
+            let field = if f.field == "config" { f.field.clone() } else { format!("config.{}", f.field) };
+            FieldProblem { field, message: f.message.clone() }
+        })
         .collect();
     let Some(first) = fields.first().cloned() else {
         return CommandError::new(ErrorCode::InvalidConfig, e.to_string());
     };
-    let code = if first.message.starts_with("unknown field") { ErrorCode::UnknownField } else { ErrorCode::InvalidConfig };
+    let code = if errors[0].kind == ProblemKind::UnknownField { ErrorCode::UnknownField } else { ErrorCode::InvalidConfig };
     let message = if fields.len() == 1 { first.message.clone() } else { format!("{} (and {} more)", first.message, fields.len() - 1) };
     CommandError { field: Some(first.field), message, fields, ..CommandError::new(code, "") }
 }
 
-/// JSON -> TOML. TOML has no null and no integers beyond i64.
+/// JSON -> TOML. TOML has no null and no integers beyond i64. `path` is
+/// made of field names of ours only: a key that is not one (it could be a
+/// value typed as a key) ends the path with `?`.
 fn to_toml(v: &Value, path: &str) -> Result<toml::Value, CommandError> {
     let bad = |m: String| CommandError::field(ErrorCode::InvalidValue, path, m);
+    let key_path = |k: &str| if path.ends_with('?') { path.to_string() } else if config::schema::is_field_name(k) { format!("{path}.{k}") } else { format!("{path}.?") };
     Ok(match v {
         Value::Null => return Err(bad("null is only allowed as an object member (it removes the key)".into())),
         Value::Bool(b) => toml::Value::Boolean(*b),
@@ -86,10 +92,11 @@ fn to_toml(v: &Value, path: &str) -> Result<toml::Value, CommandError> {
         },
         Value::String(s) => toml::Value::String(s.clone()),
         Value::Array(a) => {
-            toml::Value::Array(a.iter().enumerate().map(|(i, x)| to_toml(x, &format!("{path}[{i}]"))).collect::<Result<_, _>>()?)
+            let at = |i: usize| if path.ends_with('?') { path.to_string() } else { format!("{path}[{i}]") };
+            toml::Value::Array(a.iter().enumerate().map(|(i, x)| to_toml(x, &at(i))).collect::<Result<_, _>>()?)
         }
         Value::Object(o) => toml::Value::Table(
-            o.iter().map(|(k, x)| Ok((k.clone(), to_toml(x, &format!("{path}.{k}"))?))).collect::<Result<_, CommandError>>()?,
+            o.iter().map(|(k, x)| Ok((k.clone(), to_toml(x, &key_path(k))?))).collect::<Result<_, CommandError>>()?,
         ),
     })
 }
@@ -108,8 +115,7 @@ fn redact_value(key: &str, v: &Value) -> Value {
         Value::String(s) if key == "url" => {
             Value::String(IngestUrl::parse(s).map(|u| u.to_string()).unwrap_or_else(|_| "***".into()))
         }
-        Value::String(s) if key == "stream" && s.contains("{key}") => Value::String(s.clone()),
-        Value::String(_) if key == "stream" => Value::String("***".into()),
+        Value::String(s) if key == "stream" => Value::String(config::redact_template(s)),
         v => v.clone(),
     }
 }

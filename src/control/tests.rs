@@ -104,7 +104,13 @@ fn an_overlay_is_validated_whole_with_every_field_named() {
     let fields: Vec<&str> = e.fields.iter().map(|f| f.field.as_str()).collect();
     assert!(fields.contains(&"config.ladder.gop_seconds") && fields.contains(&"config.ladder.rungs[0].width"), "{fields:?}");
     let e = effective(&base, &obj(json!({"ladder": {"bogus": 1}}))).unwrap_err();
-    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::UnknownField, Some("config.ladder.bogus")));
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::UnknownField, Some("config.ladder")));
+    assert!(e.message.contains("allowed here: profile, rungs") && !e.message.contains("bogus"), "{e:?}");
+    let e = effective(&base, &obj(json!({"sk_live_4f9a": 1}))).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::UnknownField, Some("config")));
+    // A key that is not a field of ours is never part of a field path.
+    let e = effective(&base, &obj(json!({"ladder": {"sk_live_4f9a": [null]}}))).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidValue, Some("config.ladder.?")));
     let e = effective(&base, &obj(json!({"ladder": {"gop_seconds": "two"}}))).unwrap_err();
     assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidConfig, Some("config.ladder.gop_seconds")));
     let e = effective(&base, &obj(json!({"mqtt": {"broker": "mqtt://evil"}}))).unwrap_err();
@@ -119,4 +125,8 @@ fn redaction_hides_keys_passwords_and_url_tokens() {
     let text = Value::Object(redacted(&o)).to_string();
     assert!(!text.contains("SECRET"), "{text}");
     assert!(text.contains("{rung}_{key}") && text.contains("\"name\":\"a\""), "{text}");
+    // A key written into the template is hidden by the same rule as check-config's.
+    let o = obj(json!({"destination": [{"stream": "sk4live9_{rung}"}]}));
+    let text = Value::Object(redacted(&o)).to_string();
+    assert!(text.contains("\"***_{rung}\"") && !text.contains("sk4live9"), "{text}");
 }

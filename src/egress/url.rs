@@ -2,8 +2,9 @@
 //!
 //! An RTMP ingest URL is `rtmp[s]://HOST[:PORT]/APP[/TOKEN...]`; the stream
 //! name is appended per rung. Everything after the first path segment (AMS
-//! access tokens), the query, any userinfo and the stream key are secret, so
-//! `Display`/`Debug` show `rtmp://host:1935/live/***`.
+//! access tokens), the query and the stream key are secret, so
+//! `Display`/`Debug` show `rtmp://host:1935/live/***`. Userinfo
+//! (`user:password@`) is refused: RTMP has no place to send it.
 
 use std::fmt;
 use thiserror::Error;
@@ -29,13 +30,18 @@ impl Scheme {
     }
 }
 
-/// Why an ingest URL was refused. Messages never quote the URL itself.
+/// Why an ingest URL was refused. Messages never quote the URL or any part
+/// of it (a key pasted into `url` must not come back in an error).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {
+    /// The `url` crate's reason: a fixed text, never a part of the input.
     #[error("is not a URL ({0})")]
-    Syntax(String),
-    #[error("scheme `{0}` is not supported (use rtmp:// or rtmps://)")]
-    Scheme(String),
+    Syntax(url::ParseError),
+    #[error("has a scheme that is not supported (use rtmp:// or rtmps://)")]
+    Scheme,
+    /// `user:password@` has no place in RTMP; refused rather than dropped.
+    #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]
+    Credentials,
     #[error("has no host")]
     NoHost,
     #[error("has no application path (expected rtmp://HOST[:PORT]/APP[/TOKEN])")]
@@ -58,12 +64,15 @@ pub struct IngestUrl {
 
 impl IngestUrl {
     pub fn parse(raw: &str) -> Result<IngestUrl, UrlError> {
-        let url = url::Url::parse(raw.trim()).map_err(|e| UrlError::Syntax(e.to_string()))?;
+        let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
         let scheme = match url.scheme() {
             "rtmp" => Scheme::Rtmp,
             "rtmps" => Scheme::Rtmps,
-            other => return Err(UrlError::Scheme(other.to_string())),
+            _ => return Err(UrlError::Scheme),
         };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlError::Credentials);
+        }
         let host = match url.host_str() {
             Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
             _ => return Err(UrlError::NoHost),
@@ -157,10 +166,28 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_rtmp_ingest() {
-        assert_eq!(IngestUrl::parse("http://h/live"), Err(UrlError::Scheme("http".into())));
+        assert_eq!(IngestUrl::parse("http://h/live"), Err(UrlError::Scheme));
         assert_eq!(IngestUrl::parse("rtmp://h"), Err(UrlError::NoApp));
         assert_eq!(IngestUrl::parse("rtmp://h/"), Err(UrlError::NoApp));
         assert!(matches!(IngestUrl::parse("not a url"), Err(UrlError::Syntax(_))));
         assert_eq!(IngestUrl::parse("rtmp://h/live#x"), Err(UrlError::Fragment));
+    }
+
+    #[test]
+    fn credentials_in_the_userinfo_are_refused_without_echoing_them() {
+        for raw in ["rtmp://alice9:pa55@h/live", "rtmps://alice9@h/live/t", "rtmp://:pa55@h/live"] {
+            let e = IngestUrl::parse(raw).unwrap_err();
+            assert_eq!(e, UrlError::Credentials, "{raw}");
+            let shown = e.to_string();
+            assert!(!shown.contains("alice9") && !shown.contains("pa55"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn no_refusal_quotes_any_part_of_the_url() {
+        for raw in ["sk4live:x9q2", "sk4live://h/live", "rtmp://sk4live", "rtmp://[sk4live/live", "rtmp://h:sk4live/live", "rtmp://h/live#sk4live"] {
+            let e = IngestUrl::parse(raw).unwrap_err().to_string();
+            assert!(!e.contains("sk4live"), "{raw}: {e}");
+        }
     }
 }

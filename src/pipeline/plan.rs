@@ -329,7 +329,8 @@ mod tests {
                 ("primary", "720p", "720p_***"),
                 ("primary", "540p", "540p_***"),
                 ("primary", "360p", "360p_***"),
-                ("backup", "720p", "video_3000")
+                // Literal text in a template may be a key: never shown.
+                ("backup", "720p", "***_3000")
             ]
         );
         assert_eq!(p.publishes[0].stream_name.expose(), "1080p_sek");
