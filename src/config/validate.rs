@@ -210,7 +210,7 @@ fn audio(a: RawAudio, src: &Source, e: &mut Errors) -> Audio {
     if channels != 1 && channels != 2 {
         e.add("audio.channels", "expected one of: 1, 2");
     }
-    Audio { source, bitrate_bps: kbps * 1000, sample_rate, channels }
+    Audio { source, bitrate_bps: kbps.saturating_mul(1000), sample_rate, channels }
 }
 
 fn source_size(src: &Source) -> Option<(u32, u32)> {
