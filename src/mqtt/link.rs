@@ -23,9 +23,17 @@ impl Protocol {
     }
 }
 
-/// The largest packet accepted from the broker (commands are refused above
-/// 64 KiB by the parser; this only keeps the connection alive for them).
-const MAX_INCOMING: usize = 1024 * 1024;
+/// The largest packet an MQTT 5 connection accepts, announced to the broker
+/// (CONNECT Maximum Packet Size), which then drops anything larger for this
+/// client instead of sending it. Commands over 64 KiB are refused by the
+/// parser (`payload_too_large`); this only bounds what the box reads.
+pub const MAX_INCOMING_V5: u32 = 16 * 1024 * 1024;
+/// MQTT 3.1.1 cannot announce a limit: a packet over the client's limit
+/// would drop the connection, and the broker would redeliver it on every
+/// reconnect, cutting the box off its fleet. So a 3.1.1 connection takes
+/// anything the protocol can carry (a remaining length of 256 MiB) and the
+/// parser refuses it. Cap message sizes on the broker to bound memory.
+pub const MAX_INCOMING_V311: usize = 268_435_455;
 /// The largest packet sent (a snapshot JPEG is at most 512 KiB).
 const MAX_OUTGOING: usize = 1024 * 1024;
 const REQUEST_QUEUE: usize = 256;
@@ -99,7 +107,7 @@ impl Link {
                 let expiry = cfg.session_expiry.as_secs() as u32;
                 o.set_keep_alive(cfg.keepalive).set_clean_start(expiry == 0).set_transport(transport());
                 o.set_session_expiry_interval((expiry > 0).then_some(expiry));
-                o.set_max_packet_size(Some(MAX_INCOMING as u32));
+                o.set_max_packet_size(Some(MAX_INCOMING_V5));
                 o.set_last_will(v5::mqttbytes::v5::LastWill::new(&will.topic, will.payload.clone(), v5::mqttbytes::QoS::AtLeastOnce, true, None));
                 if let Some((u, p)) = creds {
                     o.set_credentials(u, p);
@@ -112,7 +120,7 @@ impl Link {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
                 // 3.1.1 has no expiry: the broker's own limit applies.
                 o.set_keep_alive(cfg.keepalive).set_clean_session(cfg.session_expiry.is_zero()).set_transport(transport());
-                o.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
+                o.set_max_packet_size(MAX_INCOMING_V311, MAX_OUTGOING);
                 o.set_last_will(rumqttc::LastWill::new(&will.topic, will.payload.clone(), rumqttc::QoS::AtLeastOnce, true));
                 if let Some((u, p)) = creds {
                     o.set_credentials(u, p);

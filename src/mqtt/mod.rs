@@ -177,6 +177,7 @@ impl Actor {
         let mut backoff = policy.schedule();
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut polling: Option<Poll> = None;
+        let mut up_since: Option<Instant> = None;
         loop {
             if polling.is_none() && retry_at.is_none() {
                 polling = self.driver.take().map(|d| Box::pin(d.poll()) as Poll);
@@ -200,7 +201,7 @@ impl Actor {
                     }
                     match polled {
                         Ok(Polled::Connected { resumed }) => {
-                            backoff = policy.schedule();
+                            up_since = Some(Instant::now());
                             self.up(resumed);
                         }
                         Ok(Polled::Message(m)) => {
@@ -215,6 +216,13 @@ impl Actor {
                         }
                         Ok(Polled::Nothing) => {}
                         Err(e) => {
+                            // Only a connection that stayed up proves the broker
+                            // healthy: one that dies at once (a broker that takes
+                            // the CONNECT and then drops every session) must not
+                            // turn the backoff into a reconnect loop.
+                            if stayed_up(up_since.take().map(|t| t.elapsed())) {
+                                backoff.reset();
+                            }
                             self.down(&e.message);
                             match next_attempt(self.settled, self.link.protocol(), e.v5) {
                                 NextAttempt::Same => {}
@@ -350,6 +358,14 @@ impl Actor {
     }
 }
 
+/// A connection up this long proved the broker healthy: the next failure
+/// starts the backoff again from its first step.
+const STABLE: Duration = Duration::from_secs(10);
+
+fn stayed_up(up_for: Option<Duration>) -> bool {
+    up_for.is_some_and(|d| d >= STABLE)
+}
+
 /// The in-flight poll's outcome; never, when there is none.
 async fn in_flight(polling: &mut Option<Poll>) -> (Driver, Result<Polled, LinkError>) {
     match polling {
@@ -362,5 +378,19 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_that_stayed_up_resets_the_backoff() {
+        assert!(!stayed_up(None), "never connected");
+        assert!(!stayed_up(Some(Duration::ZERO)), "died at once");
+        assert!(!stayed_up(Some(STABLE - Duration::from_millis(1))));
+        assert!(stayed_up(Some(STABLE)));
+        assert!(stayed_up(Some(Duration::from_secs(3600))));
     }
 }
