@@ -100,8 +100,14 @@ pub fn parse(name: &str, payload: &[u8], now: SystemTime) -> Result<Command, Com
         "snapshot" => Kind::Snapshot { width: snapshot_width(obj.remove("width")).map_err(with_id)? },
         _ => unreachable!("checked against NAMES"),
     };
-    if let Some(field) = obj.keys().next() {
-        return Err(with_id(CommandError::field(ErrorCode::UnknownField, field, format!("`{name}` takes no field `{field}`"))));
+    if !obj.is_empty() {
+        // The key is not repeated: it may be a value typed as a key.
+        let takes = match name {
+            "configure" => "id, expires_at, config",
+            "snapshot" => "id, expires_at, width",
+            _ => "id, expires_at",
+        };
+        return Err(with_id(CommandError::new(ErrorCode::UnknownField, format!("unknown field; `{name}` takes only: {takes}"))));
     }
     Ok(Command { id, kind })
 }

@@ -29,7 +29,7 @@ fn bad_command_payloads_get_stable_codes_naming_the_field() {
         ("start", b"{\"id\": \"\"}".to_vec(), InvalidId, Some("id")),
         ("start", b"{\"id\": \"a/b#\"}".to_vec(), InvalidId, Some("id")),
         ("launch", b"{\"id\": \"c1\"}".to_vec(), UnknownCommand, None),
-        ("start", b"{\"id\": \"c1\", \"force\": true}".to_vec(), UnknownField, Some("force")),
+        ("start", b"{\"id\": \"c1\", \"sk_live_4f9a\": true}".to_vec(), UnknownField, None),
         ("start", b"{\"id\": \"c1\", \"expires_at\": \"2020-01-01T00:00:00Z\"}".to_vec(), Stale, Some("expires_at")),
         ("start", b"{\"id\": \"c1\", \"expires_at\": 1000}".to_vec(), Stale, Some("expires_at")),
         ("start", b"{\"id\": \"c1\", \"expires_at\": \"tomorrow\"}".to_vec(), InvalidValue, Some("expires_at")),
@@ -55,6 +55,12 @@ fn errors_after_the_id_carry_it_and_never_quote_values() {
     assert!(!e.to_string().contains("SECRET"), "{e}");
     let e = parse("start", br#"{"id": "c1", "x": "sk_live_SECRET""#, now()).unwrap_err();
     assert!(!e.to_string().contains("SECRET"), "{e}");
+    // A key pasted as a field name is not repeated either.
+    for name in ["start", "configure", "snapshot"] {
+        let e = parse(name, br#"{"id": "c1", "config": {}, "sk_live_SECRET": 1}"#, now()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownField);
+        assert!(e.message.contains("takes only: id, expires_at") && !format!("{e} {e:?}").contains("SECRET"), "{e:?}");
+    }
 }
 
 #[test]
