@@ -8,6 +8,7 @@
 mod common;
 
 use common::device::{ladder_toml, Device};
+use common::wait_for;
 use common::mosquitto::{device_acl, Mosquitto, MosquittoOptions};
 use common::mqtt::Watcher;
 use common::nginx::Nginx;
@@ -155,3 +156,45 @@ fn oversized_commands_are_refused_without_costing_the_connection_over_mqtt_3_1_1
     oversized_commands_are_refused_without_costing_the_connection("3.1.1");
 }
 
+/// Well past what any queue of the box holds, sent at once: every command is
+/// answered, in order, and its `command` event sent, in order; the box
+/// slowed the broker down instead of dropping anything. (The broker's own
+/// per-client queue is raised above the burst: mosquitto drops beyond its
+/// `max_queued_messages`, whatever the client does.)
+fn a_burst_of_commands_is_answered_in_full_and_in_order(protocol: &str) {
+    let mut rig = Rig::new(protocol, MosquittoOptions { max_queued_messages: Some(100_000), ..Default::default() });
+    rig.start_device();
+    const N: usize = 2000;
+    for i in 0..N {
+        rig.dash.publish(&topic("cmd/status"), json!({"id": format!("burst-{i}")}).to_string().as_bytes(), false);
+    }
+    let replies = |d: &Watcher| d.messages().into_iter().filter(|m| m.topic.contains("/reply/burst-")).count();
+    let all = wait_for(Duration::from_secs(180), || replies(&rig.dash) == N);
+    assert!(all, "{} of {N} commands answered: {}", replies(&rig.dash), rig.log());
+    let order: Vec<String> = rig.dash.messages().into_iter().filter(|m| m.topic.contains("/reply/burst-")).map(|m| m.topic).collect();
+    let want: Vec<String> = (0..N).map(|i| topic(&format!("reply/burst-{i}"))).collect();
+    assert!(order == want, "replies out of order or repeated");
+    let events = |d: &Watcher| -> Vec<String> {
+        d.on(&topic("events"))
+            .iter()
+            .filter_map(|m| m.json())
+            .filter(|e| e["type"] == "command" && e["name"] == "status")
+            .filter_map(|e| e["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(wait_for(T, || events(&rig.dash).len() >= N), "{} of {N} command events", events(&rig.dash).len());
+    let want: Vec<String> = (0..N).map(|i| format!("burst-{i}")).collect();
+    assert!(events(&rig.dash) == want, "events out of order or repeated");
+    assert!(!rig.log().contains("dropped"), "the device dropped messages: {}", rig.log());
+    assert_eq!(rig.connects(), 1, "the box reconnected: {}", rig.log());
+}
+
+#[test]
+fn a_burst_of_commands_is_answered_in_full_and_in_order_over_mqtt_5() {
+    a_burst_of_commands_is_answered_in_full_and_in_order("5");
+}
+
+#[test]
+fn a_burst_of_commands_is_answered_in_full_and_in_order_over_mqtt_3_1_1() {
+    a_burst_of_commands_is_answered_in_full_and_in_order("3.1.1");
+}

@@ -51,6 +51,12 @@ impl Topics {
     }
 }
 
+/// Whether a client may publish to `topic`: not empty, no wildcard, no
+/// NUL, at most 65535 bytes (an MQTT string).
+pub fn publishable(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= 65_535 && !topic.contains(['+', '#', '\0'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +71,16 @@ mod tests {
         assert_eq!(t.command_name("fieldcast/box-1/cmd/start"), Some("start"));
         assert_eq!(t.command_name("fieldcast/box-2/cmd/start"), None);
         assert_eq!(t.command_name("fieldcast/box-1/cmd/a/b"), None);
+    }
+
+    #[test]
+    fn only_concrete_topics_are_publishable() {
+        for ok in ["a", "fieldcast/box-1/reply/x", "a//b", "/"] {
+            assert!(publishable(ok), "{ok}");
+        }
+        let long = "x".repeat(65_536);
+        for bad in ["", "a/+/b", "a/#", "+", "a\0b", long.as_str()] {
+            assert!(!publishable(bad), "{bad:.20}");
+        }
     }
 }

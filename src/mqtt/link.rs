@@ -37,6 +37,11 @@ pub const MAX_INCOMING_V311: usize = 268_435_455;
 /// The largest packet sent (a snapshot JPEG is at most 512 KiB).
 const MAX_OUTGOING: usize = 1024 * 1024;
 const REQUEST_QUEUE: usize = 256;
+/// MQTT 5 Receive Maximum: QoS 1 commands the broker may send before the
+/// box acknowledges any. Acknowledged only once handled, this window is
+/// what holds a burst back at the broker (3.1.1 has the broker's own limit,
+/// mosquitto's `max_inflight_messages`, 20).
+const RECEIVE_MAXIMUM: u16 = 32;
 
 pub struct Will {
     pub topic: String,
@@ -47,9 +52,23 @@ pub enum Polled {
     /// CONNACK; `resumed`: the broker kept the session (and what was
     /// queued for it while the box was away).
     Connected { resumed: bool },
-    Message(Incoming),
+    /// A PUBLISH; QoS 1 and 2 ones carry the acknowledgement the box owes
+    /// once it has handled them ([`Link::ack`]).
+    Message(Incoming, Option<Ack>),
     Nothing,
 }
+
+/// The acknowledgement owed for a received QoS 1/2 PUBLISH (its packet id
+/// and QoS; the payload is not kept).
+#[derive(Debug)]
+pub enum Ack {
+    V5(Box<v5::mqttbytes::v5::Publish>),
+    V311(Box<rumqttc::Publish>),
+}
+
+/// rumqttc's request queue is full: try again after the next poll.
+#[derive(Debug)]
+pub struct Full;
 
 #[derive(Debug)]
 pub struct LinkError {
@@ -108,6 +127,7 @@ impl Link {
                 o.set_keep_alive(cfg.keepalive).set_clean_start(expiry == 0).set_transport(transport());
                 o.set_session_expiry_interval((expiry > 0).then_some(expiry));
                 o.set_max_packet_size(Some(MAX_INCOMING_V5));
+                o.set_receive_maximum(Some(RECEIVE_MAXIMUM)).set_manual_acks(true);
                 o.set_last_will(v5::mqttbytes::v5::LastWill::new(&will.topic, will.payload.clone(), v5::mqttbytes::QoS::AtLeastOnce, true, None));
                 if let Some((u, p)) = creds {
                     o.set_credentials(u, p);
@@ -120,7 +140,7 @@ impl Link {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
                 // 3.1.1 has no expiry: the broker's own limit applies.
                 o.set_keep_alive(cfg.keepalive).set_clean_session(cfg.session_expiry.is_zero()).set_transport(transport());
-                o.set_max_packet_size(MAX_INCOMING_V311, MAX_OUTGOING);
+                o.set_max_packet_size(MAX_INCOMING_V311, MAX_OUTGOING).set_manual_acks(true);
                 o.set_last_will(rumqttc::LastWill::new(&will.topic, will.payload.clone(), rumqttc::QoS::AtLeastOnce, true));
                 if let Some((u, p)) = creds {
                     o.set_credentials(u, p);
@@ -146,8 +166,9 @@ impl Link {
         }
     }
 
-    /// Queues a publish; fails when the client's queue is full.
-    pub fn publish(&self, m: &Outgoing) -> Result<(), String> {
+    /// Queues a publish; fails when the client's queue is full. The topic
+    /// must be one a client may publish to ([`crate::control::topics::publishable`]).
+    pub fn publish(&self, m: &Outgoing) -> Result<(), Full> {
         match self {
             Link::V5(c) => {
                 let qos = if m.qos1 { v5::mqttbytes::QoS::AtLeastOnce } else { v5::mqttbytes::QoS::AtMostOnce };
@@ -157,12 +178,23 @@ impl Link {
                     payload_format_indicator: Some(u8::from(m.content_type.starts_with("application/json"))),
                     ..Default::default()
                 };
-                c.try_publish_with_properties(m.topic.clone(), qos, m.retain, m.payload.clone(), props).map_err(|e| e.to_string())
+                c.try_publish_with_properties(m.topic.clone(), qos, m.retain, m.payload.clone(), props).map_err(|_| Full)
             }
             Link::V311(c) => {
                 let qos = if m.qos1 { rumqttc::QoS::AtLeastOnce } else { rumqttc::QoS::AtMostOnce };
-                c.try_publish(m.topic.clone(), qos, m.retain, m.payload.clone()).map_err(|e| e.to_string())
+                c.try_publish(m.topic.clone(), qos, m.retain, m.payload.clone()).map_err(|_| Full)
             }
+        }
+    }
+
+    /// Queues the acknowledgement of a handled message. One owed to another
+    /// connection's client (before a protocol switch) is dropped: that
+    /// broker session redelivers the message instead.
+    pub fn ack(&self, a: &Ack) -> Result<(), Full> {
+        match (self, a) {
+            (Link::V5(c), Ack::V5(p)) => c.try_ack(p).map_err(|_| Full),
+            (Link::V311(c), Ack::V311(p)) => c.try_ack(p).map_err(|_| Full),
+            _ => Ok(()),
         }
     }
 
@@ -180,14 +212,17 @@ impl Driver {
         let polled = match &mut self.inner {
             Loop::V5(e) => match e.poll().await {
                 Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::ConnAck(c))) => Ok(Polled::Connected { resumed: c.session_present }),
-                Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::Publish(p))) => {
-                    let props = p.properties.unwrap_or_default();
-                    Ok(Polled::Message(Incoming {
+                Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::Publish(mut p))) => {
+                    let props = p.properties.take().unwrap_or_default();
+                    let m = Incoming {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload,
+                        payload: std::mem::take(&mut p.payload),
                         response_topic: props.response_topic,
                         correlation: props.correlation_data,
-                    }))
+                        retain: p.retain,
+                    };
+                    let ack = (p.qos != v5::mqttbytes::QoS::AtMostOnce).then(|| Ack::V5(Box::new(p)));
+                    Ok(Polled::Message(m, ack))
                 }
                 Ok(_) => Ok(Polled::Nothing),
                 Err(err) => {
@@ -197,8 +232,16 @@ impl Driver {
             },
             Loop::V311(e) => match e.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(c))) => Ok(Polled::Connected { resumed: c.session_present }),
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    Ok(Polled::Message(Incoming { topic: p.topic, payload: p.payload, response_topic: None, correlation: None }))
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(mut p))) => {
+                    let m = Incoming {
+                        topic: std::mem::take(&mut p.topic),
+                        payload: std::mem::take(&mut p.payload),
+                        response_topic: None,
+                        correlation: None,
+                        retain: p.retain,
+                    };
+                    let ack = (p.qos != rumqttc::QoS::AtMostOnce).then(|| Ack::V311(Box::new(p)));
+                    Ok(Polled::Message(m, ack))
                 }
                 Ok(_) => Ok(Polled::Nothing),
                 Err(err) => Err(LinkError { message: err.to_string(), v5: V5Verdict::Silent }),

@@ -2,11 +2,15 @@
 //! supervisor hands it [`Outgoing`] messages and hears [`Inbound`] ones over
 //! bounded channels, so nothing the broker does can stall the stream.
 //!
+//! Up: nothing the supervisor publishes is dropped; when the broker takes
+//! it more slowly than it comes, the actor stops handing commands over until
+//! there is room again, and the broker holds the rest ([`inbox`]).
 //! Down: telemetry (QoS 0) is dropped and counted; events and retained
 //! messages are held (bounded) and sent on reconnect. Reconnects use capped,
 //! jittered backoff. `auto` tries MQTT 5 and falls back to 3.1.1 when the
 //! broker turns 5 down or does not answer it (see [`negotiate`]).
 
+mod inbox;
 mod link;
 mod negotiate;
 
@@ -16,7 +20,8 @@ use crate::config::{Mqtt, MqttProtocol};
 use crate::control::topics::Topics;
 use crate::egress::rtmp::Backoff;
 use bytes::Bytes;
-use link::{Driver, Link, LinkError, Polled, Will};
+use inbox::Inbox;
+use link::{Ack, Driver, Link, LinkError, Polled, Will};
 use negotiate::{next_attempt, NextAttempt};
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +57,8 @@ pub struct Incoming {
     pub payload: Bytes,
     pub response_topic: Option<String>,
     pub correlation: Option<Bytes>,
+    /// The broker sent a retained copy (at subscribe; under MQTT 5 also live).
+    pub retain: bool,
 }
 
 #[derive(Debug)]
@@ -66,28 +73,38 @@ pub enum Inbound {
 
 enum Request {
     Publish(Outgoing),
+    /// The supervisor has handled the oldest message it was given.
+    Handled,
     /// Publish these last words, then disconnect cleanly (no Last Will).
     Close(Vec<Outgoing>),
 }
 
 /// The supervisor's side of the actor.
 pub struct MqttHandle {
-    tx: mpsc::Sender<Request>,
+    /// Unbounded, so a reply is never refused: the actor drains it at once
+    /// into its own queue, which stays small because commands (the only
+    /// source of bursts) are handed over only while there is room.
+    tx: mpsc::UnboundedSender<Request>,
     task: JoinHandle<()>,
 }
 
 /// Held while disconnected (events, replies, retained state).
 const HOLD: usize = 256;
-const QUEUE: usize = 512;
+/// Room for what the actor hands over: commands ([`inbox::WITH_SUPERVISOR`])
+/// and connection news.
 pub const INBOUND_QUEUE: usize = 64;
-/// How long an incoming message may wait for room in the supervisor's queue.
-const SUPERVISOR_WAIT: Duration = Duration::from_secs(5);
 
 impl MqttHandle {
-    /// Queues a message; false (and the message is dropped) when the actor is
-    /// saturated, which only a broker slower than the telemetry rate causes.
+    /// Queues a message for the broker; false only once the actor is gone.
     pub fn publish(&self, m: Outgoing) -> bool {
-        self.tx.try_send(Request::Publish(m)).is_ok()
+        self.tx.send(Request::Publish(m)).is_ok()
+    }
+
+    /// Says the oldest message received has been handled (its replies are
+    /// queued): it is acknowledged to the broker, which may send the next.
+    /// Call once for every [`Inbound::Message`], in order.
+    pub fn handled(&self) {
+        let _ = self.tx.send(Request::Handled);
     }
 
     /// Sends `last` (e.g. status offline), disconnects, waits (bounded).
@@ -98,7 +115,7 @@ impl MqttHandle {
         let MqttHandle { tx, task } = self;
         let abort = task.abort_handle();
         let closed = tokio::time::timeout(link::FLUSH + Duration::from_secs(1), async move {
-            let _ = tx.send(Request::Close(last)).await;
+            let _ = tx.send(Request::Close(last));
             let _ = task.await;
         })
         .await;
@@ -127,7 +144,7 @@ pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<I
     } else {
         None
     };
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::unbounded_channel();
     let protocol = if cfg.protocol == MqttProtocol::V311 { Protocol::V311 } else { Protocol::V5 };
     let will = Will { topic: topics.status(), payload: will };
     let (link, driver) = Link::new(cfg, protocol, &will, tls.clone());
@@ -140,6 +157,8 @@ pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<I
         will,
         filters: vec![topics.commands(), topics.desired()],
         inbound,
+        inbox: Inbox::default(),
+        generation: 0,
         held: VecDeque::new(),
         dropped: 0,
         connected: false,
@@ -164,15 +183,28 @@ struct Actor {
     will: Will,
     filters: Vec<String>,
     inbound: mpsc::Sender<Inbound>,
-    held: VecDeque<Outgoing>,
+    /// What the broker sent, on its way to the supervisor.
+    inbox: Inbox<(u64, Ack)>,
+    /// Counts connections: an acknowledgement owed to an earlier one is
+    /// void (the broker redelivers the message on a resumed session).
+    generation: u64,
+    /// Waiting for room in the client's queue (connected), or for the
+    /// connection (down), in order.
+    held: VecDeque<Pending>,
     dropped: u64,
     connected: bool,
     down_since: Option<Instant>,
     ever_up: bool,
 }
 
+/// Something for the client's request queue.
+enum Pending {
+    Publish(Outgoing),
+    Ack(Ack),
+}
+
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
         let policy = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
         let mut backoff = policy.schedule();
         let mut retry_at: Option<tokio::time::Instant> = None;
@@ -182,16 +214,22 @@ impl Actor {
             if polling.is_none() && retry_at.is_none() {
                 polling = self.driver.take().map(|d| Box::pin(d.poll()) as Poll);
             }
-            // While a backlog drains (the broker acknowledges more slowly than
-            // the supervisor publishes), new requests wait in the queue: order
-            // is kept and nothing that was queued is dropped.
-            let backlogged = self.connected && !self.held.is_empty();
+            // The next command goes to the supervisor only while the outgoing
+            // side has room for what it will answer (see `inbox`).
+            let hand_over = self.inbox.ready(self.held.len()) && !self.inbound.is_closed();
+            let to_supervisor = self.inbound.clone();
             tokio::select! {
-                req = rx.recv(), if !backlogged => match req {
+                req = rx.recv() => match req {
                     Some(Request::Publish(m)) => self.send(m),
+                    Some(Request::Handled) => self.handled(),
                     Some(Request::Close(last)) => return self.close(last, polling).await,
                     None => return self.close(Vec::new(), polling).await,
                 },
+                permit = to_supervisor.reserve(), if hand_over => {
+                    if let (Ok(permit), Some(item)) = (permit, self.inbox.take()) {
+                        permit.send(item);
+                    }
+                }
                 _ = sleep_until(retry_at) => retry_at = None,
                 (driver, polled) = in_flight(&mut polling) => {
                     polling = None;
@@ -204,14 +242,11 @@ impl Actor {
                             up_since = Some(Instant::now());
                             self.up(resumed);
                         }
-                        Ok(Polled::Message(m)) => {
-                            // Backpressure, not loss: rumqttc has already acknowledged
-                            // the message, so wait while the supervisor catches up (the
-                            // broker holds the rest meanwhile). Bounded, since the
-                            // supervisor may itself be waiting on this actor in close().
-                            let sent = tokio::time::timeout(SUPERVISOR_WAIT, self.inbound.send(Inbound::Message(m))).await;
-                            if !matches!(sent, Ok(Ok(()))) {
-                                warn!("supervisor busy for 5 s: an MQTT message was dropped");
+                        Ok(Polled::Message(m, ack)) => {
+                            // Not acknowledged yet: the broker holds back what
+                            // comes after, beyond its window, until it is handled.
+                            if !self.inbox.message(m, ack.map(|a| (self.generation, a))) {
+                                warn!("too many QoS 0 messages waiting: one was dropped (send commands at QoS 1)");
                             }
                         }
                         Ok(Polled::Nothing) => {}
@@ -253,6 +288,7 @@ impl Actor {
 
     fn up(&mut self, resumed: bool) {
         self.connected = true;
+        self.generation += 1;
         for f in &self.filters {
             if let Err(e) = self.link.subscribe(f) {
                 warn!(error = %e, "MQTT subscribe failed");
@@ -262,20 +298,34 @@ impl Actor {
         self.ever_up = true;
         info!(protocol = self.link.protocol().as_str(), outage_ms = outage.map(|d| d.as_millis() as u64), session_resumed = resumed, "MQTT connected");
         let dropped = std::mem::take(&mut self.dropped);
-        let _ = self.inbound.try_send(Inbound::Up { protocol: self.link.protocol(), outage, dropped, resumed });
+        self.inbox.news(Inbound::Up { protocol: self.link.protocol(), outage, dropped, resumed });
         // The supervisor answers Up with a fresh birth `status`; a held one is stale.
         let status = &self.will.topic;
-        self.held.retain(|h| &h.topic != status);
+        self.held.retain(|h| !matches!(h, Pending::Publish(m) if &m.topic == status));
         self.flush();
     }
 
-    /// Sends held messages in order until the client's queue is full.
+    /// Sends what is held, in order, until the client's queue is full.
     fn flush(&mut self) {
-        while let Some(m) = self.held.pop_front() {
-            if self.link.publish(&m).is_err() {
-                self.held.push_front(m);
+        while let Some(p) = self.held.front() {
+            let queued = match p {
+                Pending::Publish(m) => self.link.publish(m),
+                Pending::Ack(a) => self.link.ack(a),
+            };
+            if queued.is_err() {
                 return;
             }
+            self.held.pop_front();
+        }
+    }
+
+    /// The supervisor is done with its oldest message: acknowledge it, after
+    /// the replies it queued (they are ahead of it in `held`).
+    fn handled(&mut self) {
+        let Some((generation, ack)) = self.inbox.handled() else { return };
+        if self.connected && generation == self.generation {
+            self.held.push_back(Pending::Ack(ack));
+            self.flush();
         }
     }
 
@@ -285,20 +335,24 @@ impl Actor {
             self.connected = false;
             self.down_since = Some(Instant::now());
             // A backlog may hold telemetry; it is stale by the time we are back.
-            let before = self.held.len();
-            self.held.retain(|h| h.qos1 || h.retain);
-            self.dropped += (before - self.held.len()) as u64;
-            let _ = self.inbound.try_send(Inbound::Down { reason: reason.to_string() });
+            // Acknowledgements are void: the broker redelivers instead.
+            let telemetry = self.held.iter().filter(|h| matches!(h, Pending::Publish(m) if !m.qos1 && !m.retain)).count();
+            self.held.retain(|h| matches!(h, Pending::Publish(m) if m.qos1 || m.retain));
+            self.dropped += telemetry as u64;
+            self.inbox.news(Inbound::Down { reason: reason.to_string() });
         }
     }
 
     fn send(&mut self, m: Outgoing) {
-        if self.connected && self.held.is_empty() && self.link.publish(&m).is_ok() {
+        if !crate::control::topics::publishable(&m.topic) {
+            // rumqttc would refuse it forever (and block what follows).
+            warn!("not a topic a client may publish to: message dropped");
             return;
         }
         if self.connected {
-            // The client's queue is full: keep it, in order, for flush().
-            self.held.push_back(m);
+            // In order behind anything the client's queue could not take yet.
+            self.held.push_back(Pending::Publish(m));
+            self.flush();
             return;
         }
         self.hold(m);
@@ -311,13 +365,13 @@ impl Actor {
             return;
         }
         if m.retain {
-            self.held.retain(|h| !(h.retain && h.topic == m.topic));
+            self.held.retain(|h| !matches!(h, Pending::Publish(x) if x.retain && x.topic == m.topic));
         }
         if self.held.len() >= HOLD {
             self.held.pop_front();
             self.dropped += 1;
         }
-        self.held.push_back(m);
+        self.held.push_back(Pending::Publish(m));
     }
 
     async fn close(mut self, last: Vec<Outgoing>, polling: Option<Poll>) {
@@ -326,7 +380,7 @@ impl Actor {
         }
         // The last words go after what is still held, in order; DISCONNECT
         // only once everything is queued in the client.
-        self.held.extend(last);
+        self.held.extend(last.into_iter().map(Pending::Publish));
         let mut polling = polling;
         let mut driver = self.driver.take();
         let clean = tokio::time::timeout(link::FLUSH, async {

@@ -17,6 +17,16 @@ use tracing::{info, warn};
 
 impl Supervisor {
     pub(super) async fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
+        let message = matches!(msg, Inbound::Message(_));
+        let actions = self.on_inbound_item(msg).await;
+        if message && let Some(r) = &self.remote {
+            // Its replies are queued: the broker may have it acknowledged (and send the next).
+            r.mqtt.handled();
+        }
+        actions
+    }
+
+    async fn on_inbound_item(&mut self, msg: Inbound) -> Vec<Action> {
         let Some(r) = &mut self.remote else { return Vec::new() };
         match msg {
             Inbound::Up { protocol, outage, dropped, resumed } => {

@@ -22,6 +22,9 @@ pub struct MosquittoOptions {
     /// The TLS listener demands a client certificate from the test CA and
     /// takes its CN as the user name (mutual TLS).
     pub client_certs: bool,
+    /// `max_queued_messages`: QoS 1 messages held per client beyond its
+    /// in-flight window (mosquitto's default, 1000, drops the rest).
+    pub max_queued_messages: Option<u32>,
 }
 
 /// A device may use only its own topics; the dashboard sees the fleet.
@@ -80,6 +83,9 @@ impl Mosquitto {
         if let Some(acl) = &o.acl {
             std::fs::write(d.join("acl"), acl).unwrap();
             conf += &format!("acl_file {}\n", d.join("acl").display());
+        }
+        if let Some(n) = o.max_queued_messages {
+            conf += &format!("max_queued_messages {n}\n");
         }
         // As root, mosquitto would switch to user `mosquitto`, who cannot read this dir.
         if nix::unistd::geteuid().is_root() {
