@@ -39,6 +39,8 @@ pub struct RawSource {
     pub mode: Option<String>,
     pub connection: Option<String>,
     pub path: Option<PathBuf>,
+    /// `file`: `reopen` (default) or `stop` (a one-shot file).
+    pub at_end: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -61,9 +61,20 @@ pub enum Source {
     /// A V4L2 capture device; unset size/fps are negotiated from what it offers.
     V4l2 { device: PathBuf, width: Option<u32>, height: Option<u32>, fps: Option<Fps>, format: Option<String> },
     DeckLink { device_number: u32, mode: String, connection: String },
-    /// A media file, decoded and paced in real time (tests, benchmarks);
-    /// the stream ends with the file.
-    File { path: PathBuf },
+    /// A media file or a FIFO, decoded and paced in real time; what follows
+    /// its end is `at_end`.
+    File { path: PathBuf, at_end: AtEnd },
+}
+
+/// What a file or FIFO source's end means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtEnd {
+    /// The input ended but will come back (a FIFO's feeder restarts, a file
+    /// is replaced): state `error` (reason `input ended`), reopened with backoff.
+    Reopen,
+    /// A one-shot file: standalone, the run ends (exit 0); under fleet
+    /// control the box goes `idle` and stays connected.
+    Stop,
 }
 
 impl Source {

@@ -163,13 +163,23 @@ fn source(s: RawSource, e: &mut Errors) -> Source {
             mode: s.mode.unwrap_or_else(|| "auto".into()),
             connection: s.connection.unwrap_or_else(|| "auto".into()),
         },
-        "file" => match s.path {
-            Some(path) => Source::File { path },
-            None => {
-                e.add("source.path", "is required when source.kind = \"file\"");
-                Source::File { path: PathBuf::new() }
+        "file" => {
+            let at_end = match s.at_end.as_deref() {
+                None | Some("reopen") => AtEnd::Reopen,
+                Some("stop") => AtEnd::Stop,
+                Some(_) => {
+                    e.add("source.at_end", "expected one of: reopen, stop");
+                    AtEnd::Reopen
+                }
+            };
+            match s.path {
+                Some(path) => Source::File { path, at_end },
+                None => {
+                    e.add("source.path", "is required when source.kind = \"file\"");
+                    Source::File { path: PathBuf::new(), at_end }
+                }
             }
-        },
+        }
         _ => {
             e.add("source.kind", "expected one of: test, v4l2, decklink, file");
             Source::Test { width: 1920, height: 1080, fps: Fps { num: 30, den: 1 }, pattern: "smpte".into() }

@@ -149,8 +149,10 @@ async fn run(
             },
             ev = bus.recv() => match ev {
                 Some(BusEvent::Public(e)) => {
-                    if let PipelineEvent::Error { element, message } = &e {
-                        warn!(%element, %message, "pipeline error");
+                    match &e {
+                        PipelineEvent::Error { element, message } => warn!(%element, %message, "pipeline error"),
+                        PipelineEvent::Eos => info!("source ended"),
+                        _ => {}
                     }
                     let _ = events.send(e).await;
                 }

@@ -5,6 +5,7 @@
 
 pub mod actor;
 pub mod build;
+pub mod fifo;
 pub mod keyframes;
 pub mod plan;
 pub mod probe;

@@ -12,16 +12,18 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("source.device: {device} does not exist")]
-    NoDevice { device: String },
-    #[error("source.device: {device} is not a character device")]
-    NotADevice { device: String },
-    #[error("source.device: {device} gave no video within {secs} s ({reason})")]
-    NoVideo { device: String, secs: u64, reason: String },
-    #[error("source.path: {path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("source.mode: `{0}` is not a DeckLink mode fieldcast knows; set source.width/height/fps")]
-    DeckLinkMode(String),
+    // Messages name the field, never its value (a path can be a secret's
+    // neighbour, and the rule is one for every field).
+    #[error("source.device: does not exist")]
+    NoDevice,
+    #[error("source.device: is not a character device")]
+    NotADevice,
+    #[error("source.device: gave no video within {secs} s ({reason})")]
+    NoVideo { secs: u64, reason: String },
+    #[error("source.path: {reason}")]
+    File { reason: String },
+    #[error("source.mode: is not a DeckLink mode fieldcast knows; set source.width/height/fps")]
+    DeckLinkMode,
     #[error("GStreamer: {0}")]
     Gst(#[from] gst::glib::BoolError),
 }
@@ -39,15 +41,15 @@ pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
                 return Ok(SourceFormat { width: *w, height: *h, fps: *f });
             }
             let src = gst::ElementFactory::make("v4l2src").property("device", name.as_str()).build()?;
-            first_video_format(src, None).map_err(|reason| ProbeError::NoVideo { device: name, secs: PROBE_TIMEOUT.as_secs(), reason })
+            first_video_format(src, None).map_err(|reason| ProbeError::NoVideo { secs: PROBE_TIMEOUT.as_secs(), reason })
         }
-        Source::DeckLink { mode, .. } => decklink_mode(mode).ok_or_else(|| ProbeError::DeckLinkMode(mode.clone())),
-        Source::File { path } => {
+        Source::DeckLink { mode, .. } => decklink_mode(mode).ok_or(ProbeError::DeckLinkMode),
+        Source::File { path, .. } => {
             check_file(path)?;
             let shown = path.display().to_string();
             let src = gst::ElementFactory::make("filesrc").property("location", shown.as_str()).build()?;
             let decode = gst::ElementFactory::make("decodebin").build()?;
-            first_video_format(src, Some(decode)).map_err(|reason| ProbeError::File { path: shown, reason })
+            first_video_format(src, Some(decode)).map_err(|reason| ProbeError::File { reason })
         }
     }
 }
@@ -58,11 +60,11 @@ pub fn resolve_format(source: &Source) -> Result<SourceFormat, ProbeError> {
 pub fn source_missing(source: &Source) -> Option<(&'static str, &'static str)> {
     match source {
         Source::V4l2 { device, .. } => match check_device(device) {
-            Err(ProbeError::NoDevice { .. }) => Some(("source.device", "does not exist")),
+            Err(ProbeError::NoDevice) => Some(("source.device", "does not exist")),
             Err(_) => Some(("source.device", "is not a character device")),
             Ok(()) => None,
         },
-        Source::File { path } => check_file(path).err().map(|_| ("source.path", "is not a file")),
+        Source::File { path, .. } => check_file(path).err().map(|_| ("source.path", "is not a file")),
         _ => None,
     }
 }
@@ -70,17 +72,16 @@ pub fn source_missing(source: &Source) -> Option<(&'static str, &'static str)> {
 /// A file source must exist and not be a folder (a FIFO is fine).
 fn check_file(path: &Path) -> Result<(), ProbeError> {
     if !path.exists() || path.is_dir() {
-        return Err(ProbeError::File { path: path.display().to_string(), reason: "no such file".into() });
+        return Err(ProbeError::File { reason: "no such file".into() });
     }
     Ok(())
 }
 
 fn check_device(device: &Path) -> Result<(), ProbeError> {
     use std::os::unix::fs::FileTypeExt;
-    let name = device.display().to_string();
     match std::fs::metadata(device) {
-        Err(_) => Err(ProbeError::NoDevice { device: name }),
-        Ok(m) if !m.file_type().is_char_device() => Err(ProbeError::NotADevice { device: name }),
+        Err(_) => Err(ProbeError::NoDevice),
+        Ok(m) if !m.file_type().is_char_device() => Err(ProbeError::NotADevice),
         Ok(_) => Ok(()),
     }
 }
@@ -146,14 +147,34 @@ fn first_video_format(src: gst::Element, decode: Option<gst::Element>) -> Result
             break Err("timed out".into());
         }
         if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(50), &[gst::MessageType::Error, gst::MessageType::Eos]) {
+            // A short file decodes whole within one wait: its first frame
+            // came before the EOS did, so look at it before giving up.
+            if let Ok(caps) = rx.try_recv() {
+                break parse_caps(&caps);
+            }
             break Err(match msg.view() {
-                gst::MessageView::Error(e) => e.error().to_string(),
+                gst::MessageView::Error(e) => error_kind(&e.error()).into(),
                 _ => "ended before any video".into(),
             });
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// A GStreamer error in words that hold no path (its own text quotes them).
+fn error_kind(e: &gst::glib::Error) -> &'static str {
+    use gst::{ResourceError as R, StreamError as S};
+    match (e.kind::<R>(), e.kind::<S>()) {
+        (Some(R::NotFound), _) => "not found",
+        (Some(R::OpenRead | R::OpenReadWrite | R::NotAuthorized), _) => "cannot be opened for reading",
+        (Some(R::Busy), _) => "busy (another program uses it)",
+        (Some(_), _) => "cannot be read",
+        (_, Some(S::TypeNotFound | S::WrongType | S::CodecNotFound | S::Demux | S::Decode | S::Format)) => {
+            "is not media fieldcast can decode"
+        }
+        _ => "GStreamer could not read it",
+    }
 }
 
 fn parse_caps(caps: &gst::Caps) -> Result<SourceFormat, String> {
@@ -199,8 +220,9 @@ mod tests {
         assert_eq!(source_missing(&v4l2("/dev/video-not-plugged")), Some(("source.device", "does not exist")));
         assert_eq!(source_missing(&v4l2("/etc/hostname")), Some(("source.device", "is not a character device")));
         assert_eq!(source_missing(&v4l2("/dev/null")), None);
-        assert_eq!(source_missing(&Source::File { path: "/nonexistent/clip.mp4".into() }), Some(("source.path", "is not a file")));
-        assert_eq!(source_missing(&Source::File { path: "/etc/hostname".into() }), None);
+        let file = |p: &str| Source::File { path: p.into(), at_end: crate::config::AtEnd::Reopen };
+        assert_eq!(source_missing(&file("/nonexistent/clip.mp4")), Some(("source.path", "is not a file")));
+        assert_eq!(source_missing(&file("/etc/hostname")), None);
         let test = Source::Test { width: 640, height: 360, fps: Fps { num: 30, den: 1 }, pattern: "smpte".into() };
         assert_eq!(source_missing(&test), None);
     }

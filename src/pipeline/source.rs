@@ -94,7 +94,7 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             link(pipeline, &[&src, &deint], "decklink capture")?;
             Ok((deint, None))
         }
-        Source::File { path } => {
+        Source::File { path, .. } => {
             let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().as_ref()).build()?;
             let decode = gst::ElementFactory::make("decodebin").build()?;
             // Decoded media is paced to the clock, as a camera would deliver it.

@@ -56,7 +56,10 @@ pub enum Event {
     /// The session could not start; `permanent` when only a config change helps.
     SessionFailed { reason: String, permanent: bool },
     PipelineFailed { reason: String },
-    SourceEnded,
+    /// A file or FIFO source ended; `reopen` unless the config says it is a one-shot.
+    SourceEnded { reopen: bool },
+    /// A start found no input to open (a FIFO with no feeder): wait and retry.
+    InputAbsent,
     /// Some publish is not up (`Some(reason)`), or all are (`None`).
     EgressHealth(Option<String>),
     SessionStopped,
@@ -99,7 +102,12 @@ enum After {
     Retry(String),
     Idle,
     Start,
+    /// The input ended: wait in `error` and reopen it soon.
+    ReopenInput,
 }
+
+/// The reason shown while a file or FIFO input has ended and is being reopened.
+pub const INPUT_ENDED: &str = "input ended: reopening it";
 
 pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -169,7 +177,18 @@ impl Machine {
                 self.then = Some(After::Retry(reason));
                 vec![Action::StopSession]
             }
-            (Live | Degraded { .. }, Event::SourceEnded) => self.stop_then(After::Exit(exit::OK)),
+            (Live | Degraded { .. }, Event::SourceEnded { reopen: true }) => self.stop_then(After::ReopenInput),
+            // A one-shot file: standalone, the run is over; under fleet
+            // control the box stays reachable and waits for the next `start`.
+            (Live | Degraded { .. }, Event::SourceEnded { reopen: false }) if self.exit_on_config_error => {
+                self.stop_then(After::Exit(exit::OK))
+            }
+            (Live | Degraded { .. }, Event::SourceEnded { reopen: false }) => self.stop_then(After::Idle),
+            // Not a failure of the box: no growing backoff, the feeder may be back any moment.
+            (Starting, Event::InputAbsent) => {
+                self.state = Error { reason: INPUT_ENDED.into() };
+                vec![Action::ScheduleRetry(RETRY_INITIAL)]
+            }
             (Live | Degraded { .. } | Starting, Event::StopRequested) => self.stop_then(After::Idle),
             (Live | Degraded { .. } | Starting, Event::RestartRequested) => self.stop_then(After::Start),
             (Live | Degraded { .. } | Starting, Event::Shutdown) => self.stop_then(After::Exit(exit::OK)),
@@ -191,6 +210,10 @@ impl Machine {
                 Some(After::Start) => {
                     self.state = Starting;
                     vec![Action::StartSession]
+                }
+                Some(After::ReopenInput) => {
+                    self.state = Error { reason: INPUT_ENDED.into() };
+                    vec![Action::ScheduleRetry(RETRY_INITIAL)]
                 }
                 Some(After::Idle) | None => {
                     self.state = Idle;
@@ -271,6 +294,34 @@ mod tests {
         assert_eq!(m.state, State::Stopping);
         assert_eq!(m.step(Event::SessionStopped), [Action::Exit(exit::OK)]);
         assert_eq!(Machine::default().step(Event::Shutdown), [Action::Exit(exit::OK)]);
+    }
+
+    #[test]
+    fn an_input_that_ends_is_reopened_unless_it_is_a_one_shot() {
+        for standalone in [true, false] {
+            let mut m = Machine::new(standalone);
+            m.step(Event::StartRequested);
+            m.step(Event::SessionStarted);
+            assert_eq!(m.step(Event::SourceEnded { reopen: true }), [Action::StopSession]);
+            assert_eq!(m.step(Event::SessionStopped), [Action::ScheduleRetry(RETRY_INITIAL)]);
+            assert_eq!(m.state, State::Error { reason: INPUT_ENDED.into() });
+            // The feeder is not back yet: wait again, without a growing delay.
+            assert_eq!(m.step(Event::RetryDue), [Action::CancelRetry, Action::StartSession]);
+            for _ in 0..20 {
+                assert_eq!(m.step(Event::InputAbsent), [Action::ScheduleRetry(RETRY_INITIAL)]);
+                m.step(Event::RetryDue);
+            }
+            assert_eq!(m.step(Event::SessionStarted), []);
+            assert_eq!(m.state, State::Live);
+            // A one-shot file: standalone the run ends cleanly, under fleet control the box goes idle.
+            m.step(Event::SourceEnded { reopen: false });
+            let after = m.step(Event::SessionStopped);
+            if standalone {
+                assert_eq!(after, [Action::Exit(exit::OK)]);
+            } else {
+                assert_eq!((after, &m.state), (vec![], &State::Idle));
+            }
+        }
     }
 
     #[test]

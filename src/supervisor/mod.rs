@@ -104,7 +104,7 @@ impl Supervisor {
                 }
                 ev = next_pipeline_event(&mut self.session) => match ev {
                     PipelineEvent::Error { element, message } => Event::PipelineFailed { reason: format!("{element}: {message}") },
-                    PipelineEvent::Eos => Event::SourceEnded,
+                    PipelineEvent::Eos => Event::SourceEnded { reopen: reopens(&self.config) },
                     PipelineEvent::Playing | PipelineEvent::Warning { .. } => continue,
                 },
                 msg = remote::next_inbound(&mut self.remote) => {
@@ -139,6 +139,10 @@ impl Supervisor {
         while !pending.is_empty() {
             let action = pending.remove(0);
             match action {
+                Action::StartSession if !self.input_present().await => {
+                    info!("no feeder on the input FIFO yet; waiting");
+                    pending.extend(self.machine.step(Event::InputAbsent));
+                }
                 Action::StartSession => match self.start_session().await {
                     Ok(s) => {
                         self.session = Some(s);
@@ -209,6 +213,17 @@ impl Supervisor {
         }
     }
 
+    /// Whether the input can be opened without blocking: a FIFO needs a
+    /// feeder (asked without blocking, bounded); anything else is left to the probe.
+    async fn input_present(&self) -> bool {
+        match &self.config.source {
+            crate::config::Source::File { path, .. } => {
+                crate::pipeline::fifo::feeder_present(path, crate::pipeline::fifo::FEEDER_WAIT).await
+            }
+            _ => true,
+        }
+    }
+
     /// Starts a session off the runtime's workers: probing a device or opening a
     /// pipe can block, and the loop must keep answering signals meanwhile.
     async fn start_session(&mut self) -> Result<Session, crate::session::SessionError> {
@@ -234,6 +249,11 @@ fn healthy(session: &Option<Session>, starting_since: Option<Instant>) -> bool {
             None => s.started.elapsed() < STARTUP_GRACE,
         },
     }
+}
+
+/// Whether the end of the source is followed by reopening it.
+fn reopens(config: &Config) -> bool {
+    !matches!(config.source, crate::config::Source::File { at_end: crate::config::AtEnd::Stop, .. })
 }
 
 fn status_line(state: &State) -> String {

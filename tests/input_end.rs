@@ -1,0 +1,142 @@
+//! The end of a file or FIFO input is not the end of the box: under fleet
+//! control it stays connected, says the input ended, and goes live again
+//! by itself when the feeder returns; standalone the same, unless the
+//! config says the file is a one-shot (`at_end = "stop"`), which ends the
+//! run cleanly.
+
+mod common;
+
+use common::device::Device;
+use common::mosquitto::Mosquitto;
+use common::mqtt::Watcher;
+use common::nginx::{Nginx, NginxOptions};
+use common::wait_for;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+const INPUT_ENDED: &str = "input ended: reopening it";
+
+/// ffmpeg writing live Y4M into `fifo`: `seconds` of it once, or (None) forever,
+/// restarted whenever a reader closes the pipe (as the format probe does).
+fn feeder(fifo: &Path, seconds: Option<u32>) -> Child {
+    let write = |t: &str| {
+        format!(
+            "ffmpeg -v quiet -re -f lavfi -i testsrc2=size=640x360:rate=30 {t} -pix_fmt yuv420p -f yuv4mpegpipe -y '{}'",
+            fifo.display()
+        )
+    };
+    // A reader that looks and leaves (the feeder check, the format probe)
+    // ends a writer: three runs reach the capture, whose run lasts `seconds`.
+    let script = match seconds {
+        Some(s) => format!("for i in 1 2 3; do {}; sleep 0.1; done", write(&format!("-t {s}"))),
+        None => format!("while :; do {}; sleep 0.1; done", write("-t 600")),
+    };
+    Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+fn stop_feeder(mut f: Child, fifo: &Path) {
+    let _ = f.kill();
+    let _ = Command::new("pkill").args(["-9", "-f", &format!("yuv4mpegpipe -y {}", fifo.display())]).status();
+    let _ = f.wait();
+}
+
+fn config(dir: &Path, source: &str, extra: &str, rtmp: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "device_id = \"cam\"\nstate_dir = \"{}\"\n[source]\nkind = \"file\"\n{source}\n[audio]\nsource = \"test\"\n\
+             [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 500 }}]\n\
+             [recording]\nenabled = false\n[[destination]]\nurl = \"{rtmp}\"\nstream = \"{{rung}}\"\n{extra}",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn status(w: &Watcher, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    w.wait_json(T, "fieldcast/cam/status", pred)
+}
+
+#[test]
+fn under_fleet_control_a_fifo_whose_feeder_ends_stays_online_in_error_and_goes_live_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("camera.y4m");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mosquitto = Mosquitto::start();
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    let cfg = config(
+        dir.path(),
+        &format!("path = \"{}\"", fifo.display()),
+        &format!("[mqtt]\nbroker = \"{}\"\nautostart = true\nkeepalive_seconds = 5\n", mosquitto.url()),
+        &nginx.rtmp_url("live"),
+    );
+    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
+    // No feeder yet: the box comes up, connected, and says it waits for its input.
+    let mut device = Device::spawn(&cfg, &dir.path().join("fieldcast.log"));
+    let waiting = status(&dash, |v| v["online"] == true && v["state"] == "error" && v["reason"] == INPUT_ENDED);
+    assert!(waiting.is_some(), "no error state naming the input: {}", device.log_text());
+
+    let first = feeder(&fifo, Some(4));
+    assert!(status(&dash, |v| v["state"] == "live").is_some(), "never live: {}", device.log_text());
+    dash.clear();
+    // The feeder's stream ends: the box stays online, in error, and keeps trying.
+    let ended = status(&dash, |v| v["state"] == "error" && v["reason"] == INPUT_ENDED);
+    assert!(ended.is_some(), "no error state after the input ended: {}", device.log_text());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(device.alive(), "the process exited at the end of its input: {}", device.log_text());
+    assert!(
+        !dash.on("fieldcast/cam/status").iter().any(|m| m.json().is_some_and(|v| v["online"] == false)),
+        "the box went offline"
+    );
+    stop_feeder(first, &fifo);
+
+    // The feeder returns: live again, by itself, and the channel gets a new publish.
+    let second = feeder(&fifo, None);
+    assert!(status(&dash, |v| v["state"] == "live").is_some(), "not live after the feeder returned: {}", device.log_text());
+    assert!(
+        wait_for(T, || nginx.recordings("360p").len() >= 2 && common::device::flv_has_video_frame(nginx.recordings("360p").last().unwrap())),
+        "no picture reached the channel after the input returned: {}",
+        device.log_text()
+    );
+    assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{}", device.log_text());
+    stop_feeder(second, &fifo);
+}
+
+fn clip(dir: &Path) -> std::path::PathBuf {
+    let clip = dir.join("clip.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast", "-y"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    clip
+}
+
+#[test]
+fn standalone_a_one_shot_file_ends_the_run_cleanly_and_a_default_file_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path());
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+
+    let one_shot = config(dir.path(), &format!("path = \"{}\"\nat_end = \"stop\"", clip.display()), "", &nginx.rtmp_url("live"));
+    let out = common::run_with_timeout(common::fieldcast_command().args(["run", "--config", one_shot.to_str().unwrap()]).env("FIELDCAST_LOG", "info"), T);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a one-shot file ends the run with 0:\n{log}");
+    assert!(log.contains("source ended"), "{log}");
+
+    // Default (`reopen`): the run outlives the 3 s file, playing it again.
+    let reopen = config(dir.path(), &format!("path = \"{}\"", clip.display()), "", &nginx.rtmp_url("live"));
+    let out = common::run_with_timeout(
+        common::fieldcast_command().args(["run", "--config", reopen.to_str().unwrap(), "--duration", "10"]).env("FIELDCAST_LOG", "info"),
+        T,
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let ended = log.find(INPUT_ENDED).unwrap_or_else(|| panic!("the end of the file was not reported:\n{log}"));
+    assert!(log[ended..].contains("state=\"live\""), "the file was not reopened:\n{log}");
+}
