@@ -7,13 +7,14 @@
 
 mod common;
 
-use common::device::{ladder_toml, Device};
+use common::device::{flv_has_video_frame, ladder_toml, small_ladder, Device};
 use common::wait_for;
 use common::mosquitto::{device_acl, Mosquitto, MosquittoOptions};
 use common::mqtt::Watcher;
 use common::nginx::Nginx;
 
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -28,10 +29,7 @@ fn topic(leaf: &str) -> String {
 }
 
 struct Rig {
-    /// Held: dropping it stops the broker.
-    #[allow(dead_code)]
     mosquitto: Mosquitto,
-    #[allow(dead_code)]
     nginx: Nginx,
     dir: TempDir,
     dash: Watcher,
@@ -70,6 +68,21 @@ impl Rig {
         assert!(online.is_some(), "no online status: {}", self.log());
     }
 
+    /// SIGTERM, wait for a clean exit, forget what the dashboard saw.
+    fn stop_device(&mut self) {
+        let code = self.device.as_mut().expect("device started").stop().map(|s| s.code());
+        assert_eq!(code, Some(Some(0)), "clean exit on SIGTERM: {}", self.log());
+        self.dash.clear();
+    }
+
+    fn go_live(&mut self) -> Vec<PathBuf> {
+        let r = self.command("start", json!({"id": format!("go-{:08x}", rand::random::<u32>())}));
+        assert_eq!(r["state"], "live", "{r}");
+        let files: Vec<PathBuf> = small_ladder().iter().map(|(n, ..)| self.nginx.recording(&format!("{n}_{STREAM_KEY}"))).collect();
+        assert!(wait_for(T, || files.iter().all(|f| flv_has_video_frame(f))), "not every rung arrived: {}", self.log());
+        files
+    }
+
     fn log(&self) -> String {
         self.device.as_ref().map(|d| d.log_text()).unwrap_or_default()
     }
@@ -88,6 +101,11 @@ impl Rig {
 
     fn reply(&self, on: &str) -> Value {
         self.dash.wait_json(T, on, |_| true).unwrap_or_else(|| panic!("no reply on {on}; log:\n{}", self.log()))
+    }
+
+    /// Every reply seen, for failure messages.
+    fn all_replies(&self) -> String {
+        self.dash.messages().iter().filter(|m| m.topic.contains("/reply")).map(|m| format!("{} {}\n", m.topic, String::from_utf8_lossy(&m.payload))).collect()
     }
 
     fn assert_no_secrets(&self) {
@@ -197,4 +215,105 @@ fn a_burst_of_commands_is_answered_in_full_and_in_order_over_mqtt_5() {
 #[test]
 fn a_burst_of_commands_is_answered_in_full_and_in_order_over_mqtt_3_1_1() {
     a_burst_of_commands_is_answered_in_full_and_in_order("3.1.1");
+}
+
+/// The command's own state, from a `status` command.
+fn state_of(rig: &Rig) -> String {
+    let id = format!("st-{:08x}", rand::random::<u32>());
+    rig.command("status", json!({"id": id}))["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// Whether the broker still holds a retained message on `cmd/<name>`.
+fn retained_command_left(rig: &Rig, name: &str) -> bool {
+    let late = Watcher::connect(&rig.mosquitto.url(), None, Some((DASHBOARD, "dash-pw")), &topic(&format!("cmd/{name}")));
+    late.wait_msg(Duration::from_secs(2), |m| m.retain && !m.payload.is_empty()).is_some()
+}
+
+fn refusals(rig: &Rig, id: &str) -> usize {
+    rig.dash.on(&topic(&format!("reply/{id}"))).iter().filter(|m| m.json().is_some_and(|v| v["error"]["code"] == "retained_command")).count()
+}
+
+#[test]
+fn a_retained_command_is_never_run_and_is_answered_once_over_mqtt_5() {
+    let mut rig = Rig::new("5", MosquittoOptions::default());
+    rig.start_device();
+    rig.go_live();
+    // Published retained while the box is connected (MQTT 5 shows the flag).
+    rig.dash.publish(&topic("cmd/stop"), br#"{"id": "ret-stop"}"#, true);
+    let r = rig.reply(&topic("reply/ret-stop"));
+    assert_eq!((r["ok"].as_bool(), r["error"]["code"].as_str(), r["state"].as_str()), (Some(false), Some("retained_command"), Some("live")), "{r}");
+    assert_eq!(state_of(&rig), "live");
+    assert!(!retained_command_left(&rig, "stop"), "the box did not remove the retained command");
+    // Published retained while the box is away: queued and retained both; refused once.
+    rig.stop_device();
+    rig.dash.publish(&topic("cmd/restart"), br#"{"id": "ret-away"}"#, true);
+    std::thread::sleep(Duration::from_millis(500));
+    for boot in 0..2 {
+        rig.start_device();
+        assert!(rig.dash.wait_msg(T, |m| m.topic == topic("status") && m.json().is_some_and(|v| v["state"] == "live")).is_some(), "not live again");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(state_of(&rig), "live", "boot {boot}");
+        let want = if boot == 0 { 1 } else { 0 };
+        assert_eq!(refusals(&rig, "ret-away"), want, "boot {boot}: {}", rig.all_replies());
+        assert_eq!(refusals(&rig, "ret-stop"), 0, "boot {boot}: answered again after a restart");
+        rig.stop_device();
+    }
+    assert!(!retained_command_left(&rig, "restart"));
+}
+
+#[test]
+fn a_retained_command_is_never_replayed_at_boot_over_mqtt_3_1_1() {
+    let mut rig = Rig::new("3.1.1", MosquittoOptions::default());
+    rig.start_device();
+    rig.go_live();
+    // Delivered live, 3.1.1 clears the retain flag: it runs, as any command.
+    let r = {
+        rig.dash.publish(&topic("cmd/stop"), br#"{"id": "ret-stop"}"#, true);
+        rig.reply(&topic("reply/ret-stop"))
+    };
+    assert_eq!(r["state"], "idle", "{r}");
+    rig.go_live();
+    // It is never run again: the first boot refuses the retained copy once
+    // and removes it; later boots never see it.
+    for boot in 0..2 {
+        rig.stop_device();
+        rig.start_device();
+        assert!(rig.dash.wait_msg(T, |m| m.topic == topic("status") && m.json().is_some_and(|v| v["state"] == "live")).is_some(), "not live again");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(state_of(&rig), "live", "boot {boot}: {}", rig.log());
+        let want = if boot == 0 { 1 } else { 0 };
+        assert_eq!(refusals(&rig, "ret-stop"), want, "boot {boot}: {}", rig.all_replies());
+    }
+    assert!(!retained_command_left(&rig, "stop"));
+    // The box's own removal (an empty message, echoed under 3.1.1) was not answered.
+    assert!(rig.dash.on(&topic("reply")).is_empty(), "{}", rig.all_replies());
+    rig.assert_no_secrets();
+}
+
+#[test]
+fn replies_never_land_on_the_boxs_own_topics() {
+    let mut rig = Rig::new("5", MosquittoOptions::default());
+    rig.start_device();
+    // (Wildcards and empty topics, which a broker may refuse in a response
+    // topic, are in the unit test of `Topics::reply_to`.)
+    let own = ["cmd/status", "cmd/stop", "cmd/", "config/desired", "config/reported", "status", "events", "telemetry", "snapshot"];
+    for (i, leaf) in own.iter().enumerate() {
+        let id = format!("own-{i}");
+        let response_topic = topic(leaf);
+        rig.dash.publish_with_response(&topic("cmd/status"), json!({"id": id}).to_string().as_bytes(), &response_topic, b"c");
+        let r = rig.reply(&topic(&format!("reply/{id}")));
+        assert_eq!((r["id"].as_str(), r["ok"].as_bool()), (Some(id.as_str()), Some(true)), "response topic {response_topic:?}: {r}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Nothing from the box on its inbound topics (only the dashboard's own commands).
+    let on_cmd = rig.dash.messages().into_iter().filter(|m| m.topic.starts_with(&topic("cmd/"))).count();
+    assert_eq!(on_cmd, own.len(), "the box published on cmd/...");
+    assert!(rig.dash.on(&topic("config/desired")).is_empty(), "the box published on config/desired");
+    let bogus_status = rig.dash.on(&topic("status")).iter().filter(|m| m.json().is_some_and(|v| v.get("id").is_some())).count();
+    assert_eq!(bogus_status, 0, "a reply landed on status");
+    // A response topic under reply/ is honoured.
+    rig.dash.publish_with_response(&topic("cmd/status"), br#"{"id": "inbox-ok"}"#, &topic("reply/dash-7"), b"c7");
+    let m = rig.dash.wait_msg(T, |m| m.topic == topic("reply/dash-7")).expect("reply on the response topic");
+    assert_eq!(m.correlation.as_deref(), Some(&b"c7"[..]));
+    assert_eq!(rig.connects(), 1);
 }

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     StartFailed,
     /// Applying failed on this box (e.g. the state could not be saved).
     Internal,
+    /// The command was published retained: never run (it would run again
+    /// at every connect).
+    RetainedCommand,
 }
 
 impl ErrorCode {
@@ -56,6 +59,7 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::Unavailable, "unavailable"),
     (ErrorCode::StartFailed, "start_failed"),
     (ErrorCode::Internal, "internal"),
+    (ErrorCode::RetainedCommand, "retained_command"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -45,6 +45,25 @@ impl Topics {
             None => self.at("reply"),
         }
     }
+    /// Where the reply to a command goes: its MQTT 5 response topic, unless
+    /// that is no topic one may publish to, or one of the box's own under
+    /// its prefix other than `reply` and `reply/...` (a reply on `cmd/...` or
+    /// `config/desired` would come back as input; on `status` or `events` it
+    /// would corrupt them): then `reply/<id>`.
+    pub fn reply_to(&self, response_topic: Option<&str>, id: Option<&str>) -> String {
+        match response_topic {
+            Some(t) if publishable(t) && !self.own_but_not_reply(t) => t.to_string(),
+            _ => self.reply(id),
+        }
+    }
+
+    fn own_but_not_reply(&self, topic: &str) -> bool {
+        match topic.strip_prefix(&self.prefix) {
+            Some(rest) if rest.starts_with('/') => rest != "/reply" && !rest.starts_with("/reply/"),
+            _ => false,
+        }
+    }
+
     /// `cmd/<name>` -> `name`.
     pub fn command_name<'a>(&self, topic: &'a str) -> Option<&'a str> {
         topic.strip_prefix(&self.prefix)?.strip_prefix("/cmd/").filter(|n| !n.contains('/'))
@@ -71,6 +90,33 @@ mod tests {
         assert_eq!(t.command_name("fieldcast/box-1/cmd/start"), Some("start"));
         assert_eq!(t.command_name("fieldcast/box-2/cmd/start"), None);
         assert_eq!(t.command_name("fieldcast/box-1/cmd/a/b"), None);
+    }
+
+    #[test]
+    fn replies_never_go_to_the_boxs_own_topics_other_than_reply() {
+        let t = Topics::new("fieldcast/box-1");
+        let fallback = "fieldcast/box-1/reply/c1";
+        let table = [
+            (None, fallback),
+            (Some("fieldcast/box-1/reply/dash-1"), "fieldcast/box-1/reply/dash-1"),
+            (Some("fieldcast/box-1/reply"), "fieldcast/box-1/reply"),
+            (Some("dashboards/ops/inbox"), "dashboards/ops/inbox"),
+            (Some("fieldcast/box-10/cmd/start"), "fieldcast/box-10/cmd/start"),
+            (Some("fieldcast/box-1/cmd/start"), fallback),
+            (Some("fieldcast/box-1/cmd/"), fallback),
+            (Some("fieldcast/box-1/config/desired"), fallback),
+            (Some("fieldcast/box-1/config/reported"), fallback),
+            (Some("fieldcast/box-1/status"), fallback),
+            (Some("fieldcast/box-1/events"), fallback),
+            (Some("fieldcast/box-1/replyx"), fallback),
+            (Some("fieldcast/box-1/reply/+"), fallback),
+            (Some("fieldcast/#"), fallback),
+            (Some(""), fallback),
+        ];
+        for (response_topic, want) in table {
+            assert_eq!(t.reply_to(response_topic, Some("c1")), want, "{response_topic:?}");
+        }
+        assert_eq!(t.reply_to(Some("fieldcast/box-1/cmd/stop"), None), "fieldcast/box-1/reply");
     }
 
     #[test]

@@ -159,9 +159,17 @@ impl Link {
         }
     }
 
+    /// Subscribes at QoS 1. Under MQTT 5 with No Local (the box never
+    /// needs its own messages back) and Retain As Published, so the box sees
+    /// that a command was published retained even when it arrives live.
     pub fn subscribe(&self, filter: &str) -> Result<(), String> {
         match self {
-            Link::V5(c) => c.try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce).map_err(|e| e.to_string()),
+            Link::V5(c) => {
+                let mut f = v5::mqttbytes::v5::Filter::new(filter, v5::mqttbytes::QoS::AtLeastOnce);
+                f.nolocal = true;
+                f.preserve_retain = true;
+                c.try_subscribe_many([f]).map_err(|e| e.to_string())
+            }
             Link::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).map_err(|e| e.to_string()),
         }
     }

@@ -8,7 +8,8 @@ use super::{Action, Event, State, Supervisor};
 use crate::control::command::{self, Command, Kind};
 use crate::control::error::{CommandError, ErrorCode};
 use crate::control::{desired, patch};
-use crate::mqtt::{Inbound, Incoming, Outgoing};
+use crate::mqtt::{Inbound, Incoming, Outgoing, Protocol};
+use std::hash::{Hash, Hasher};
 use crate::persist::{RunState, Saved};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -49,15 +50,21 @@ impl Supervisor {
 
     async fn on_command(&mut self, name: &str, m: Incoming) -> Vec<Action> {
         let r = self.remote.as_mut().expect("remote");
+        if m.payload.is_empty() && (m.retain || r.clearing.remove(&m.topic)) {
+            // A retained command being removed (by the dashboard, or the
+            // echo of the box's own removal under 3.1.1): nothing to answer.
+            return Vec::new();
+        }
         let parsed = command::parse(name, &m.payload, SystemTime::now());
         let id = match &parsed {
             Ok(c) => Some(c.id.clone()),
             Err(e) => e.id.clone(),
         };
-        let to = ReplyTo {
-            topic: m.response_topic.clone().unwrap_or_else(|| r.topics.reply(id.as_deref())),
-            correlation: m.correlation.clone(),
-        };
+        let to = ReplyTo { topic: r.topics.reply_to(m.response_topic.as_deref(), id.as_deref()), correlation: m.correlation.clone() };
+        if m.retain {
+            self.refuse_retained(name, &m, id.as_deref(), &to);
+            return Vec::new();
+        }
         let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -85,6 +92,34 @@ impl Supervisor {
                 Vec::new()
             }
         }
+    }
+
+    /// A retained command is never run: the broker would deliver it again
+    /// at every connect (a retained `stop` would stop the box after every
+    /// boot). It is refused once (`retained_command`) and removed from the
+    /// broker (an empty retained message on its topic), so it does not come
+    /// back. One whose id already ran was also delivered live (3.1.1 cannot
+    /// tell a retained publish then): removed, not answered again.
+    fn refuse_retained(&mut self, name: &str, m: &Incoming, id: Option<&str>, to: &ReplyTo) {
+        let state = self.machine.state.clone();
+        let r = self.remote.as_mut().expect("remote");
+        r.publish(Outgoing { topic: m.topic.clone(), payload: Bytes::new(), qos1: true, retain: true, correlation: None, content_type: "application/json" });
+        if r.protocol == Some(Protocol::V311) {
+            r.clearing.insert(m.topic.clone());
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&m.topic, &m.payload[..]).hash(&mut h);
+        let ran = id.is_some_and(|id| r.replies.get(id).is_some());
+        if ran || !r.retained_refused.insert(h.finish()) {
+            return;
+        }
+        warn!(command = name, id, "retained command refused");
+        let e = CommandError::new(
+            ErrorCode::RetainedCommand,
+            "a command published with the retain flag is never run (it would run again at every connect): publish commands without it",
+        );
+        r.event("command", json!({"name": name, "id": id, "ok": false, "code": e.code}));
+        r.reply(id, to, failure_with_id(id, &state, &e), false);
     }
 
     /// Runs a parsed command. `Ok(actions)`: the reply is sent when they are

@@ -16,6 +16,7 @@ use crate::persist::{RunState, Saved, Store};
 use crate::telemetry::report::Reporter;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -55,6 +56,12 @@ pub(super) struct Remote {
     /// The last `config/reported` document (re-sent after a reconnect).
     pub(super) reported: Value,
     pub(super) recording_dir: Option<std::path::PathBuf>,
+    /// `cmd/...` topics whose retained command the box removed from the
+    /// broker: under 3.1.1 (no No Local) the empty message comes back.
+    pub(super) clearing: HashSet<String>,
+    /// Retained commands already refused (topic and payload, hashed), so
+    /// one that the broker keeps delivering is answered once.
+    pub(super) retained_refused: HashSet<u64>,
 }
 
 const REPLY_MEMORY: usize = 256;
@@ -120,6 +127,8 @@ impl Remote {
             syncing: None,
             reported: Value::Null,
             recording_dir: config.recording.as_ref().map(|r| r.dir.clone()),
+            clearing: HashSet::new(),
+            retained_refused: HashSet::new(),
         };
         remote.report_config(match &reported_error {
             Some(e) => ("rejected", Some(e)),
