@@ -33,6 +33,10 @@ pub struct Saved {
     /// The last `config/desired` version handled (applied or rejected).
     #[serde(default)]
     pub desired_version: Option<u64>,
+    /// A digest of that document's content ([`crate::control::desired::digest`]):
+    /// the same version again with other content is refused.
+    #[serde(default)]
+    pub desired_digest: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -317,3 +317,51 @@ fn replies_never_land_on_the_boxs_own_topics() {
     assert_eq!(m.correlation.as_deref(), Some(&b"c7"[..]));
     assert_eq!(rig.connects(), 1);
 }
+
+#[test]
+fn desired_config_versions_only_move_forward_across_restarts() {
+    let mut rig = Rig::new("5", MosquittoOptions::default());
+    rig.start_device();
+    let desired = |version: u64, max_ms: u64| json!({"version": version, "config": {"egress": {"reconnect_max_ms": max_ms}}});
+    let reported = |rig: &Rig, pred: &dyn Fn(&Value) -> bool| {
+        rig.dash.wait_json(T, &topic("config/reported"), pred).unwrap_or_else(|| panic!("no such config/reported; log:\n{}", rig.log()))
+    };
+    let applied = |v: &Value| v["version"] == 7 && v["config"]["egress"]["reconnect_max_ms"] == 7000;
+    rig.dash.publish(&topic("config/desired"), desired(7, 7000).to_string().as_bytes(), true);
+    let r = reported(&rig, &|v| v["status"] == "synced" && v["version"] == 7);
+    assert!(applied(&r), "{r}");
+
+    // Older: refused, nothing changes (version, config).
+    rig.dash.publish(&topic("config/desired"), desired(6, 6000).to_string().as_bytes(), true);
+    let r = reported(&rig, &|v| v["status"] == "rejected");
+    assert_eq!((r["error"]["code"].as_str(), r["error"]["field"].as_str()), (Some("stale_version"), Some("version")), "{r}");
+    assert!(applied(&r), "an older version changed the shadow: {r}");
+    // The same version with other content: refused too.
+    rig.dash.clear();
+    rig.dash.publish(&topic("config/desired"), desired(7, 5000).to_string().as_bytes(), true);
+    let r = reported(&rig, &|v| v["status"] == "rejected");
+    assert_eq!(r["error"]["code"], "version_conflict", "{r}");
+    assert!(applied(&r), "{r}");
+    let ev = rig.dash.wait_json(T, &topic("events"), |e| e["type"] == "config" && e["status"] == "rejected").expect("rejected event");
+    assert_eq!(ev["error"]["code"], "version_conflict");
+    // The same document again (other key order, whitespace): a redelivery, nothing to do.
+    rig.dash.clear();
+    rig.dash.publish(&topic("config/desired"), br#"{"config": {"egress": {"reconnect_max_ms": 7000}},   "version": 7}"#, true);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(rig.dash.on(&topic("config/reported")).is_empty(), "a redelivery was handled again");
+
+    // Persisted: after a restart, an older version is still refused and the
+    // newest applied config is the one running.
+    rig.stop_device();
+    rig.dash.publish(&topic("config/desired"), desired(3, 3000).to_string().as_bytes(), true);
+    rig.start_device();
+    let r = reported(&rig, &|v| v["status"] == "rejected");
+    assert_eq!(r["error"]["code"], "stale_version", "{r}");
+    assert!(applied(&r), "{r}");
+    let saved: Value = serde_json::from_slice(&std::fs::read(rig.dir.path().join("state/remote.json")).unwrap()).unwrap();
+    assert_eq!((saved["desired_version"].as_u64(), saved["overlay"]["egress"]["reconnect_max_ms"].as_u64()), (Some(7), Some(7000)), "{saved}");
+    // Moving forward still works.
+    rig.dash.publish(&topic("config/desired"), desired(8, 8000).to_string().as_bytes(), true);
+    let r = reported(&rig, &|v| v["status"] == "synced" && v["version"] == 8);
+    assert_eq!(r["config"]["egress"]["reconnect_max_ms"], 8000);
+}

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     /// The command was published retained: never run (it would run again
     /// at every connect).
     RetainedCommand,
+    /// `config/desired` older than the last one handled (versions only move forward).
+    StaleVersion,
+    /// `config/desired` with the version of the last one handled but other content.
+    VersionConflict,
 }
 
 impl ErrorCode {
@@ -60,6 +64,8 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::StartFailed, "start_failed"),
     (ErrorCode::Internal, "internal"),
     (ErrorCode::RetainedCommand, "retained_command"),
+    (ErrorCode::StaleVersion, "stale_version"),
+    (ErrorCode::VersionConflict, "version_conflict"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -236,12 +236,32 @@ impl Supervisor {
         if payload.is_empty() {
             return Vec::new();
         }
-        let desired::Desired { version, overlay } = match desired::parse(payload) {
+        let parsed = desired::parse(payload);
+        let (version, digest) = match &parsed {
+            Ok(d) => (Some(d.version), desired::overlay_digest(&d.overlay)),
+            Err((v, _)) => (*v, desired::digest(payload)),
+        };
+        if let Some(v) = version {
+            // Shadow semantics: versions only move forward, and a version names one content.
+            let last = r.saved.desired_version.map(|l| (l, r.saved.desired_digest.as_deref()));
+            match desired::order(last, v, &digest) {
+                desired::Order::New => {}
+                // The broker redelivers the retained document at every connect.
+                desired::Order::Same => return Vec::new(),
+                desired::Order::Refused(e) => {
+                    warn!(version = v, code = e.code.as_str(), "config/desired refused: not newer than the last one handled");
+                    r.report_config(("rejected", Some(&e)));
+                    r.event("config", json!({"status": "rejected", "version": v, "error": error_json(&e)}));
+                    return Vec::new();
+                }
+            }
+        }
+        let desired::Desired { version, overlay } = match parsed {
             Ok(x) => x,
             Err((version, e)) => {
                 warn!(code = e.code.as_str(), error = %e, "config/desired refused");
                 if let Some(v) = version {
-                    let next = Saved { desired_version: Some(v), ..r.saved.clone() };
+                    let next = Saved { desired_version: Some(v), desired_digest: Some(digest), ..r.saved.clone() };
                     let _ = r.save(next);
                 }
                 r.report_config(("rejected", Some(&e)));
@@ -249,9 +269,8 @@ impl Supervisor {
                 return Vec::new();
             }
         };
-        if r.saved.desired_version == Some(version) {
-            return Vec::new();
-        }
+        // Saved with the version, whether it is applied or rejected below.
+        r.saved.desired_digest = Some(digest);
         info!(version, "config/desired received");
         r.report_config(("syncing", None));
         match self.apply_overlay(overlay, Some(version)) {
