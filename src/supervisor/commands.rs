@@ -189,7 +189,8 @@ impl Supervisor {
         let r = self.remote.as_mut().expect("remote");
         let config = patch::effective(&r.base, &overlay)?;
         let same_source = config.source == self.config.source;
-        let live = r.saved.run == RunState::Live;
+        // Streaming now, or meant to be (autostarted boxes never saved a `start`).
+        let live = r.saved.run == RunState::Live || self.machine.state.running();
         if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| !same_source && live) {
             // Idle, a device may be plugged in later; live, switching to a
             // missing one would take the stream off the air.
@@ -199,7 +200,16 @@ impl Supervisor {
                 format!("{why}: a live box keeps its current source (plug it in, or stop the box first)"),
             ));
         }
-        let capturing = self.session.as_ref().filter(|_| same_source).map(|s| s.plan.format);
+        let mut capturing = self.session.as_ref().filter(|_| same_source).map(|s| s.plan.format);
+        if live {
+            // What would take the stream off the air is found now, not after
+            // the restart: a new file that is not media, a recording folder
+            // that cannot be made.
+            if !same_source {
+                capturing = super::trial::probe_new_file(&config.source)?;
+            }
+            super::trial::check_recording(&config, &self.config)?;
+        }
         crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
         if !config.has_output() && live {
             // Idle, a box may be configured piece by piece; live, this would
@@ -211,6 +221,11 @@ impl Supervisor {
             ));
         }
         let changed = config != self.config;
+        if changed && self.machine.state.running() {
+            // On trial until it has been live a while: if it fails, the box
+            // goes back to the config that was live, by itself.
+            self.trial = Some(super::trial::Trial::new(self.config.clone(), r.saved.overlay.clone()));
+        }
         let next = Saved {
             overlay,
             config_version: r.saved.config_version + u64::from(changed),

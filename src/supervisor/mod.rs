@@ -7,6 +7,7 @@
 mod commands;
 mod machine;
 mod remote;
+mod trial;
 
 pub use machine::{Action, Event, Machine, Refusal, State, RETRY_INITIAL, RETRY_MAX};
 
@@ -50,6 +51,8 @@ struct Supervisor {
     ready_sent: bool,
     last_health: Option<Option<String>>,
     stall_logged: bool,
+    /// A remote config change not yet proven live (see [`trial`]).
+    trial: Option<trial::Trial>,
 }
 
 /// Runs until shutdown; returns the exit code.
@@ -74,6 +77,7 @@ pub async fn run(setup: Setup) -> i32 {
         ready_sent: false,
         last_health: None,
         stall_logged: false,
+        trial: None,
     };
     let first = if start { sup.machine.step(Event::StartRequested) } else { Vec::new() };
     sup.run(first, limit).await
@@ -136,6 +140,19 @@ impl Supervisor {
     /// Executes actions (some produce events, hence more actions) until none
     /// are left, then answers commands that waited for the outcome.
     async fn execute(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
+        loop {
+            if let Some(code) = self.execute_batch(pending).await {
+                return Some(code);
+            }
+            let more = self.check_trial();
+            if more.is_empty() {
+                return None;
+            }
+            pending.extend(more);
+        }
+    }
+
+    async fn execute_batch(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
         while !pending.is_empty() {
             let action = pending.remove(0);
             match action {
