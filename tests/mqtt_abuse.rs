@@ -10,12 +10,13 @@ mod common;
 use common::device::{flv_has_video_frame, ladder_toml, small_ladder, Device};
 use common::wait_for;
 use common::mosquitto::{device_acl, Mosquitto, MosquittoOptions};
-use common::mqtt::Watcher;
+use common::mqtt::{Msg, Watcher};
+use common::mqtt_stall::StallProxy;
 use common::nginx::Nginx;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const DEVICE: &str = "box-x";
@@ -34,11 +35,19 @@ struct Rig {
     dir: TempDir,
     dash: Watcher,
     device: Option<Device>,
+    /// Between the box and the broker, when the case stalls the broker.
+    proxy: Option<StallProxy>,
 }
 
 impl Rig {
     /// `protocol`: "5" or "3.1.1" (forced, so the case is that protocol's).
     fn new(protocol: &str, broker: MosquittoOptions) -> Rig {
+        Rig::build(protocol, broker, None)
+    }
+
+    /// With `stalled`, the box reaches the broker through a [`StallProxy`]
+    /// (stalled from the start if true).
+    fn build(protocol: &str, broker: MosquittoOptions, stalled: Option<bool>) -> Rig {
         let mosquitto = Mosquitto::start_with(MosquittoOptions {
             users: vec![(DEVICE.into(), DEVICE_PASSWORD.into()), (DASHBOARD.into(), "dash-pw".into())],
             acl: Some(device_acl(DEVICE, DASHBOARD)),
@@ -46,6 +55,8 @@ impl Rig {
         });
         let nginx = Nginx::start();
         let dir = tempfile::tempdir().unwrap();
+        let proxy = stalled.map(|on| StallProxy::start(mosquitto.port(), on));
+        let broker_url = proxy.as_ref().map(|p| p.url()).unwrap_or_else(|| mosquitto.url());
         let config = format!(
             "device_id = \"{DEVICE}\"\nstate_dir = \"{state}\"\n\n{ladder}\n[recording]\nenabled = false\n\n\
              [[destination]]\nname = \"primary\"\nurl = \"{rtmp}\"\nstream = \"{{rung}}_{{key}}\"\nkey = \"{STREAM_KEY}\"\n\n\
@@ -54,16 +65,20 @@ impl Rig {
             state = dir.path().join("state").display(),
             ladder = ladder_toml(),
             rtmp = nginx.rtmp_url("live"),
-            broker = mosquitto.url(),
+            broker = broker_url,
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let dash = Watcher::connect(&mosquitto.url(), None, Some((DASHBOARD, "dash-pw")), "fieldcast/#");
-        Rig { mosquitto, nginx, dir, dash, device: None }
+        Rig { mosquitto, nginx, dir, dash, device: None, proxy }
+    }
+
+    fn spawn_device(&mut self) {
+        let d = Device::spawn(&self.dir.path().join("config.toml"), &self.dir.path().join("fieldcast.log"));
+        self.device = Some(d);
     }
 
     fn start_device(&mut self) {
-        let d = Device::spawn(&self.dir.path().join("config.toml"), &self.dir.path().join("fieldcast.log"));
-        self.device = Some(d);
+        self.spawn_device();
         let online = self.dash.wait_msg(T, |m| m.topic == topic("status") && m.json().is_some_and(|v| v["online"] == true));
         assert!(online.is_some(), "no online status: {}", self.log());
     }
@@ -364,4 +379,57 @@ fn desired_config_versions_only_move_forward_across_restarts() {
     rig.dash.publish(&topic("config/desired"), desired(8, 8000).to_string().as_bytes(), true);
     let r = reported(&rig, &|v| v["status"] == "synced" && v["version"] == 8);
     assert_eq!(r["config"]["egress"]["reconnect_max_ms"], 8000);
+}
+
+/// The first birth `status` after `since`, as JSON.
+fn birth_after(rig: &Rig, since: Instant, timeout: Duration) -> Option<Value> {
+    let birth = |m: &Msg| m.topic == topic("status") && m.at > since && m.json().is_some_and(|v| v["online"] == true);
+    rig.dash.wait_msg(timeout, birth).and_then(|m| m.json())
+}
+
+/// A dashboard's MQTT 5 request/response: the reply on its response topic.
+fn reply_on_response_topic(rig: &Rig, id: &str) {
+    let inbox = topic(&format!("reply/inbox-{id}"));
+    rig.dash.publish_with_response(&topic("cmd/status"), json!({"id": id}).to_string().as_bytes(), &inbox, id.as_bytes());
+    let m = rig.dash.wait_msg(T, |m| m.topic == inbox).unwrap_or_else(|| panic!("no reply on the response topic; log:\n{}", rig.log()));
+    assert_eq!(m.correlation.as_deref(), Some(id.as_bytes()));
+}
+
+#[test]
+fn a_broker_that_spoke_mqtt_5_keeps_getting_5_through_a_stall() {
+    let mut rig = Rig::build("auto", MosquittoOptions::default(), Some(false));
+    rig.start_device();
+    let first = birth_after(&rig, Instant::now() - Duration::from_secs(60), T).unwrap();
+    assert_eq!(first["mqtt_protocol"], "5");
+    // The broker stalls longer than the 5 s connect timeout, then recovers.
+    let proxy = rig.proxy.as_ref().unwrap();
+    proxy.stall(true);
+    let cut = Instant::now();
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(8));
+    proxy.stall(false);
+    let back = birth_after(&rig, cut, Duration::from_secs(60)).unwrap_or_else(|| panic!("not back; log:\n{}", rig.log()));
+    assert_eq!(back["mqtt_protocol"], "5", "a stall looked like a broker without MQTT 5: {back}");
+    reply_on_response_topic(&rig, "after-stall");
+    assert!(!rig.log().contains("trying 3.1.1"), "{}", rig.log());
+}
+
+#[test]
+fn a_box_that_fell_back_to_3_1_1_on_a_stall_at_boot_gets_mqtt_5_back_soon() {
+    let mut rig = Rig::build("auto", MosquittoOptions::default(), Some(true));
+    let t0 = Instant::now();
+    rig.spawn_device();
+    std::thread::sleep(Duration::from_secs(7));
+    rig.proxy.as_ref().unwrap().stall(false);
+    // MQTT 5 got no answer at boot: a 3.1.1 guess, for now.
+    let guess = birth_after(&rig, t0, T).unwrap_or_else(|| panic!("not online; log:\n{}", rig.log()));
+    assert_eq!(guess["mqtt_protocol"], "3.1.1", "{guess}");
+    // Within a re-probe (30 s) the box is on 5 again, without ever going offline.
+    let v5 = rig.dash.wait_msg(Duration::from_secs(90), |m| {
+        m.topic == topic("status") && m.json().is_some_and(|v| v["online"] == true && v["mqtt_protocol"] == "5")
+    });
+    assert!(v5.is_some(), "still on 3.1.1; log:\n{}", rig.log());
+    let offline = rig.dash.on(&topic("status")).iter().filter(|m| m.json().is_some_and(|v| v["online"] == false)).count();
+    assert_eq!(offline, 0, "the re-probe published the Last Will");
+    reply_on_response_topic(&rig, "after-reprobe");
 }

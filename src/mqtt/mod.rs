@@ -22,7 +22,7 @@ use crate::egress::rtmp::Backoff;
 use bytes::Bytes;
 use inbox::Inbox;
 use link::{Ack, Driver, Link, LinkError, Polled, Will};
-use negotiate::{next_attempt, NextAttempt};
+use negotiate::{Memory, NextAttempt};
 use std::future::Future;
 use std::pin::Pin;
 use std::collections::VecDeque;
@@ -152,6 +152,8 @@ pub fn spawn(cfg: &Mqtt, topics: &Topics, will: Vec<u8>, inbound: mpsc::Sender<I
         link,
         driver: Some(driver),
         settled: cfg.protocol != MqttProtocol::Auto,
+        memory: Memory::default(),
+        reprobing: false,
         cfg: cfg.clone(),
         tls,
         will,
@@ -178,6 +180,10 @@ struct Actor {
     driver: Option<Driver>,
     /// The protocol is fixed: by the config, or by the broker refusing 5.
     settled: bool,
+    /// What `auto` learned about the broker.
+    memory: Memory,
+    /// Disconnecting from a guessed 3.1.1 connection to try 5 again.
+    reprobing: bool,
     cfg: Mqtt,
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     will: Will,
@@ -210,6 +216,7 @@ impl Actor {
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut polling: Option<Poll> = None;
         let mut up_since: Option<Instant> = None;
+        let mut reprobe_at: Option<tokio::time::Instant> = None;
         loop {
             if polling.is_none() && retry_at.is_none() {
                 polling = self.driver.take().map(|d| Box::pin(d.poll()) as Poll);
@@ -231,6 +238,13 @@ impl Actor {
                     }
                 }
                 _ = sleep_until(retry_at) => retry_at = None,
+                // On 3.1.1 by a guess: leave cleanly (no Last Will) and try 5.
+                _ = sleep_until(reprobe_at) => {
+                    reprobe_at = None;
+                    info!("on MQTT 3.1.1 since 5 got no answer: disconnecting to try 5 again");
+                    self.reprobing = true;
+                    self.link.disconnect();
+                }
                 (driver, polled) = in_flight(&mut polling) => {
                     polling = None;
                     self.driver = Some(driver);
@@ -240,6 +254,11 @@ impl Actor {
                     match polled {
                         Ok(Polled::Connected { resumed }) => {
                             up_since = Some(Instant::now());
+                            let protocol = self.link.protocol();
+                            self.memory.connected(protocol);
+                            if protocol == Protocol::V311 && !self.settled {
+                                reprobe_at = Some(tokio::time::Instant::now() + self.memory.reprobe_in());
+                            }
                             self.up(resumed);
                         }
                         Ok(Polled::Message(m, ack)) => {
@@ -259,7 +278,12 @@ impl Actor {
                                 backoff.reset();
                             }
                             self.down(&e.message);
-                            match next_attempt(self.settled, self.link.protocol(), e.v5) {
+                            reprobe_at = None;
+                            if std::mem::take(&mut self.reprobing) {
+                                self.relink(Protocol::V5);
+                                continue;
+                            }
+                            match self.memory.failed(self.settled, self.link.protocol(), e.v5) {
                                 NextAttempt::Same => {}
                                 NextAttempt::V311Now { settled } => {
                                     if settled {

@@ -9,6 +9,7 @@ pub mod device;
 pub mod ffprobe;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod mqtt_stall;
 pub mod nginx;
 pub mod source;
 pub mod tls;
