@@ -145,6 +145,11 @@ pub struct Limits {
     pub max_encodes: u32,
     /// Pixels per second the encoder block sustains across all rungs.
     pub max_pixel_rate: u64,
+    /// Pixels per second the board converts and scales before encoding:
+    /// the capture at its full size plus every scaled picture. Default:
+    /// 4 x `max_pixel_rate`.
+    #[serde(default)]
+    pub max_capture_pixel_rate: Option<u64>,
     pub max_width: u32,
     pub max_height: u32,
     pub max_bitrate_bps: u64,
@@ -248,10 +253,16 @@ impl BoardProfile {
         if p.encoder.profile.via.is_none() && p.encoder.profile.property.is_none() {
             return invalid("encoder.profile needs `via = \"caps\"` or `property`");
         }
-        if p.limits.max_encodes == 0 || p.limits.max_pixel_rate == 0 {
+        if p.limits.max_encodes == 0 || p.limits.max_pixel_rate == 0 || p.limits.max_capture_pixel_rate == Some(0) {
             return invalid("limits must be non-zero");
         }
         Ok(p)
+    }
+}
+
+impl Limits {
+    pub fn capture_pixel_rate(&self) -> u64 {
+        self.max_capture_pixel_rate.unwrap_or(self.max_pixel_rate.saturating_mul(4))
     }
 }
 

@@ -118,6 +118,8 @@ pub enum PlanError {
     TooManyEncodes { count: usize, max: u32, board: String },
     #[error("ladder: needs {need} Mpixel/s, over the {max} Mpixel/s the `{board}` encoder sustains (drop a rung or lower the frame rate)")]
     OverPixelRate { need: u64, max: u64, board: String },
+    #[error("source: capturing and scaling this input needs {need} Mpixel/s, over the {max} Mpixel/s the `{board}` board sustains (lower the input's size or frame rate)")]
+    OverCaptureRate { need: u64, max: u64, board: String },
 }
 
 /// GOP in frames for a duration, and its exact length in ns.
@@ -198,6 +200,19 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
     }
     let sizes: Vec<(u32, u32)> = specs.iter().map(|r| (r.width, r.height)).collect();
     let scalers = cascade((format.width, format.height), &sizes);
+    // Before any encoder runs, every frame is converted at the input's size
+    // and scaled once per cascade node: a board that cannot do that in real
+    // time would report live while delivering a fraction of the frames.
+    let per_second = |w: u32, h: u32| u64::from(w) * u64::from(h) * u64::from(format.fps.num) / u64::from(format.fps.den);
+    let capture_rate = per_second(format.width, format.height)
+        + scalers.iter().skip(1).map(|n| per_second(n.width, n.height)).sum::<u64>();
+    if capture_rate > limits.capture_pixel_rate() {
+        return Err(PlanError::OverCaptureRate {
+            need: capture_rate / 1_000_000,
+            max: limits.capture_pixel_rate() / 1_000_000,
+            board: board.name.clone(),
+        });
+    }
     let rungs = specs
         .iter()
         .map(|r| RungPlan {
@@ -276,6 +291,26 @@ mod tests {
         assert_eq!(rungs, [("1080p", 0, 5_500_000, 60), ("720p", 1, 3_000_000, 60), ("540p", 2, 1_600_000, 60), ("360p", 3, 800_000, 60)]);
         assert_eq!(p.pixel_rate, (1920 * 1080 + 1280 * 720 + 960 * 540 + 640 * 360) * 30);
         assert_eq!(p.rungs[0].encoder.properties.iter().find(|(k, _)| k == "bitrate").unwrap().1, "5500");
+    }
+
+    #[test]
+    fn an_input_the_board_cannot_capture_and_scale_in_real_time_is_refused_whatever_the_ladder() {
+        let single = config("[ladder]\nrungs = [{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 800 }]\n");
+        let huge = SourceFormat { width: 7680, height: 4320, fps: Fps { num: 120, den: 1 } };
+        // One small rung is cheap to encode, but every 8K frame is still converted and scaled.
+        match plan(&single, &board("generic"), huge) {
+            Err(PlanError::OverCaptureRate { need, max, .. }) => assert_eq!((need, max), (3981 + 27, 1000)),
+            other => panic!("{other:?}"),
+        }
+        let uhd60 = SourceFormat { width: 3840, height: 2160, fps: Fps { num: 60, den: 1 } };
+        assert!(plan(&single, &board("generic"), uhd60).is_ok());
+        // A board's own limit, or 4x its encoder's by default.
+        let mut b = board("generic");
+        b.limits.max_capture_pixel_rate = None;
+        assert_eq!(b.limits.capture_pixel_rate(), 4 * b.limits.max_pixel_rate);
+        b.limits.max_capture_pixel_rate = Some(100_000_000);
+        assert!(matches!(plan(&single, &b, HD), Ok(_)), "62 + 7 Mpx/s");
+        assert!(matches!(plan(&single, &b, uhd60), Err(PlanError::OverCaptureRate { .. })));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! actions it returns.
 
 mod commands;
+mod input_health;
 mod machine;
 mod remote;
 mod trial;
@@ -53,6 +54,7 @@ struct Supervisor {
     stall_logged: bool,
     /// A remote config change not yet proven live (see [`trial`]).
     trial: Option<trial::Trial>,
+    input_rate: input_health::RateWindow,
 }
 
 /// Runs until shutdown; returns the exit code.
@@ -78,6 +80,7 @@ pub async fn run(setup: Setup) -> i32 {
         last_health: None,
         stall_logged: false,
         trial: None,
+        input_rate: input_health::RateWindow::default(),
     };
     let first = if start { sup.machine.step(Event::StartRequested) } else { Vec::new() };
     sup.run(first, limit).await
@@ -125,7 +128,18 @@ impl Supervisor {
                 }
                 _ = health.tick() => {
                     let Some(s) = &self.session else { continue };
-                    let h = egress_health(s);
+                    let stats = &s.pipeline.stats;
+                    let input = self.input_rate.judge(
+                        s.started,
+                        Instant::now(),
+                        stats.captured_frames.load(std::sync::atomic::Ordering::Relaxed),
+                        stats.since_last_capture(),
+                        s.plan.format.fps.as_f64(),
+                    );
+                    let h = match (input, egress_health(s)) {
+                        (Some(i), Some(o)) => Some(format!("{i}, {o}")),
+                        (i, o) => i.or(o),
+                    };
                     if self.last_health.as_ref() == Some(&h) {
                         continue;
                     }
