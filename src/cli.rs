@@ -157,11 +157,11 @@ fn print_plan(path: &Path, config: &Config, sel: &Selection, plan: &Plan, note: 
     }
     let a = &plan.audio;
     println!("audio:     {} -> AAC-LC {} kbit/s {} Hz {} ch, encoded once, shared by every rung", a.source, a.bitrate_bps / 1000, a.sample_rate, a.channels);
-    if plan.publishes.is_empty() {
+    if plan.outputs.is_empty() {
         println!("publishes: none");
     }
-    for p in &plan.publishes {
-        println!("publish:   {}/{} -> {} stream `{}` (target {:?})", p.destination, p.rung, p.url, p.stream_name_redacted, p.target);
+    for o in &plan.outputs {
+        println!("publish:   {}", o.describe());
     }
     match &plan.recording {
         Some(r) => println!("recording: {} {} s segments of {} -> {}", r.format.extension(), r.segment.as_secs(), r.rungs.join(", "), r.dir.display()),

@@ -14,6 +14,7 @@
 //! - [`memory`]: malloc arenas capped, the heap trimmed after each session.
 
 pub mod board;
+pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod egress;

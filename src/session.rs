@@ -1,13 +1,15 @@
 //! A streaming session: one running pipeline plus one output actor per
-//! publish (RTMP) and per recorded rung. Starting a session resolves the
+//! planned output (a publish per destination and rung, whatever its
+//! protocol) and per recorded rung. Starting a session resolves the
 //! source format, plans, builds and spawns; stopping ends the pipeline
 //! first, then lets every output drain and close (publishes end, the last
 //! recording files get their trailers), all at once and bounded.
 
 use crate::board::BoardProfile;
 use crate::config::Config;
-use crate::egress::rtmp::{self, Backoff, EgressStatus, PublishMetadata, RtmpTarget};
-use crate::egress::MediaSender;
+use crate::backoff::Backoff;
+use crate::egress::output::OUTPUT_CHANNEL;
+use crate::egress::{self, EgressState, MediaSender, OutputHandle};
 use crate::egress::record::{self, RecordStatus, RecordTarget};
 use crate::pipeline::actor::{self, PipelineEvent, PipelineHandle};
 use crate::pipeline::build::{self, BuildError, Taps};
@@ -18,9 +20,6 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-
-/// Items an egress channel holds: about two seconds of video and audio.
-const EGRESS_CHANNEL: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -44,15 +43,6 @@ impl SessionError {
     }
 }
 
-pub struct Egress {
-    pub label: String,
-    pub destination: String,
-    pub rung: String,
-    pub status: watch::Receiver<EgressStatus>,
-    pub sender: MediaSender,
-    task: JoinHandle<()>,
-}
-
 /// One recorded rung: its actor, fed like a publish.
 pub struct Recorder {
     pub rung: String,
@@ -66,7 +56,8 @@ pub struct Session {
     pub plan: Plan,
     pub pipeline: PipelineHandle,
     pub events: mpsc::Receiver<PipelineEvent>,
-    pub egress: Vec<Egress>,
+    /// One per planned output, in plan order.
+    pub egress: Vec<OutputHandle>,
     pub recorders: Vec<Recorder>,
     /// This session's recording folder, `<dir>/<UTC start>`, if recording.
     pub recording_dir: Option<std::path::PathBuf>,
@@ -110,9 +101,9 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(3);
 /// Holds the pipeline back until every publish is up (bounded): egress
 /// starts on a keyframe, so frames made before the channel accepted the
 /// publish would cost a whole GOP (2 s) before the first picture arrives.
-fn wait_for_publishes(egress: &[Egress]) {
+fn wait_for_publishes(egress: &[OutputHandle]) {
     let deadline = std::time::Instant::now() + PUBLISH_WAIT;
-    let up = || egress.iter().all(|e| e.status.borrow().state != rtmp::EgressState::Connecting);
+    let up = || egress.iter().all(|e| e.status.borrow().state != EgressState::Connecting);
     while !up() {
         if std::time::Instant::now() >= deadline {
             warn!("not every publish is up after {PUBLISH_WAIT:?}; starting the pipeline anyway");
@@ -130,7 +121,7 @@ fn spawn_recorders(config: &Config, plan: &Plan, taps: &mut Taps) -> (Vec<Record
     let dir = rec.dir.join(crate::timefmt::utc_compact(std::time::SystemTime::now()));
     let mut recorders = Vec::new();
     for rung in plan.rungs.iter().filter(|r| rec.rungs.contains(&r.name)) {
-        let (sender, rx) = MediaSender::channel(EGRESS_CHANNEL);
+        let (sender, rx) = MediaSender::channel(OUTPUT_CHANNEL);
         let target = RecordTarget {
             rung: rung.name.clone(),
             dir: dir.clone(),
@@ -159,38 +150,16 @@ impl Session {
         }
         let plan = make_plan(config, board)?;
         let mut taps = Taps::default();
-        let mut egress = Vec::new();
-        for p in &plan.publishes {
-            let rung = plan.rungs.iter().find(|r| r.name == p.rung).expect("publishes name planned rungs");
-            let (sender, rx) = MediaSender::channel(EGRESS_CHANNEL);
-            let label = format!("{}/{}", p.destination, p.rung);
-            let target = RtmpTarget {
-                label: label.clone(),
-                url: p.url.clone(),
-                stream_name: p.stream_name.expose().to_string(),
-                metadata: PublishMetadata {
-                    width: rung.width,
-                    height: rung.height,
-                    framerate: rung.fps.as_f64(),
-                    video_kbps: (rung.bitrate_bps / 1000) as u32,
-                    audio_kbps: plan.audio.bitrate_bps / 1000,
-                    audio_sample_rate: plan.audio.sample_rate,
-                    audio_channels: plan.audio.channels,
-                },
-                backoff: Backoff { initial: config.egress.reconnect_initial, max: config.egress.reconnect_max },
-                connect_timeout: config.egress.connect_timeout,
-                ca_file: p.ca_file.clone(),
-            };
-            let (task, status) = rtmp::spawn(target, rx);
-            taps.video.entry(p.rung.clone()).or_default().push(sender.clone());
-            taps.audio.push(sender.clone());
-            egress.push(Egress { label, destination: p.destination.clone(), rung: p.rung.clone(), status, sender, task });
+                let egress: Vec<OutputHandle> = plan.outputs.iter().map(egress::spawn).collect();
+        for e in &egress {
+            taps.video.entry(e.rung.clone()).or_default().push(e.sender.clone());
+            taps.audio.push(e.sender.clone());
         }
         let (recorders, recording_dir) = spawn_recorders(config, &plan, &mut taps);
         let built = match build::build(&plan, &taps) {
             Ok(b) => b,
             Err(e) => {
-                egress.iter().for_each(|e| e.task.abort());
+                egress.iter().for_each(OutputHandle::abort);
                 recorders.iter().for_each(|r| r.task.abort());
                 return Err(e.into());
             }
@@ -200,7 +169,7 @@ impl Session {
         let (pipeline, events) = match actor::spawn(built) {
             Ok(x) => x,
             Err(e) => {
-                egress.iter().for_each(|e| e.task.abort());
+                egress.iter().for_each(OutputHandle::abort);
                 recorders.iter().for_each(|r| r.task.abort());
                 return Err(e.into());
             }
@@ -208,7 +177,7 @@ impl Session {
         info!(
             board = %plan.board,
             rungs = plan.rungs.len(),
-            publishes = plan.publishes.len(),
+            outputs = plan.outputs.len(),
             recording = ?recording_dir,
             "session started"
         );
@@ -225,22 +194,16 @@ impl Session {
         drop(pipeline);
         // Every output closes at once: the whole stop stays bounded by the
         // slowest one, not their sum.
-        let mut closing = Vec::new();
-        for Egress { label, sender, task, .. } in egress {
-            drop(sender);
-            closing.push((label, task, Duration::from_secs(3)));
-        }
+        let mut spawned: Vec<JoinHandle<()>> = egress.into_iter().map(|e| tokio::spawn(e.close(Duration::from_secs(3)))).collect();
         for Recorder { rung, sender, task, .. } in recorders {
             drop(sender);
-            closing.push((format!("recording/{rung}"), task, Duration::from_secs(6)));
+            spawned.push(tokio::spawn(async move {
+                if tokio::time::timeout(Duration::from_secs(6), task).await.is_err() {
+                    warn!(label = %format!("recording/{rung}"), "output did not close in time");
+                }
+            }));
         }
-        let waits = closing.into_iter().map(|(label, task, bound)| async move {
-            if tokio::time::timeout(bound, task).await.is_err() {
-                warn!(%label, "output did not close in time");
-            }
-        });
         // Spawned so they run concurrently, then all awaited.
-        let spawned: Vec<_> = waits.map(tokio::spawn).collect();
         for s in spawned {
             let _ = s.await;
         }

@@ -8,8 +8,11 @@ use common::nginx::{Nginx, NginxOptions, stream_module_available};
 use common::source::{SourceSpec, TestSource};
 use common::wait_for_async;
 use fieldcast::egress::MediaSender;
-use fieldcast::egress::rtmp::{self, Backoff, EgressState, EgressStatus, PublishMetadata, RtmpTarget};
-use fieldcast::egress::url::IngestUrl;
+use fieldcast::backoff::Backoff;
+use fieldcast::config::{Secret, Target};
+use fieldcast::egress::rtmp::{self, PublishMetadata, RtmpPlan};
+use fieldcast::egress::{EgressState, EgressStatus};
+use fieldcast::config::url::RtmpUrl;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,11 +33,16 @@ fn metadata(spec: &SourceSpec) -> PublishMetadata {
     }
 }
 
-fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpTarget {
-    RtmpTarget {
+fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpPlan {
+    let (destination, rung) = label.split_once('/').expect("label is destination/rung");
+    RtmpPlan {
+        destination: destination.to_owned(),
+        rung: rung.to_owned(),
         label: label.to_owned(),
-        url: IngestUrl::parse(url).expect("test URL"),
-        stream_name: stream_name.to_owned(),
+        url: RtmpUrl::parse(url).expect("test URL"),
+        stream_name: Secret::new(stream_name),
+        stream_name_redacted: "***".to_owned(),
+        target: Target::Any,
         metadata: metadata(spec),
         backoff: Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(2) },
         connect_timeout: Duration::from_secs(5),
@@ -43,7 +51,7 @@ fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpT
 }
 
 /// A publisher for `target`, with the sender the source will feed.
-fn egress(target: RtmpTarget) -> (MediaSender, JoinHandle<()>, watch::Receiver<EgressStatus>) {
+fn egress(target: RtmpPlan) -> (MediaSender, JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let (tx, rx) = MediaSender::channel(256);
     let (task, status) = rtmp::spawn(target, rx);
     (tx, task, status)
@@ -337,7 +345,7 @@ async fn publishes_over_rtmps_to_a_server_signed_by_the_configured_ca() {
     let nginx = Nginx::start_with(NginxOptions { rtmps: true, ..NginxOptions::default() });
     let spec = SourceSpec::default();
     let url = nginx.rtmps_url("live");
-    let trusted = RtmpTarget { ca_file: Some(nginx.ca_file()), ..target("tls/240p", &url, "secure", &spec) };
+    let trusted = RtmpPlan { ca_file: Some(nginx.ca_file()), ..target("tls/240p", &url, "secure", &spec) };
     let (tx1, task1, status1) = egress(trusted);
     let (tx2, task2, status2) = egress(target("untrusted/240p", &url, "untrusted", &spec));
     let source = TestSource::start(&spec, vec![tx1, tx2]);

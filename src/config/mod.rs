@@ -4,6 +4,7 @@
 //! and never quote a value that could be a secret.
 
 mod de;
+pub mod url;
 mod mqtt;
 mod raw;
 pub mod schema;

@@ -2,7 +2,7 @@
 //! Built only by `validate`; fields are read-only to the rest of fieldcast.
 
 use crate::board::H264Profile;
-use crate::egress::url::IngestUrl;
+use super::url::DestinationUrl;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -147,7 +147,7 @@ impl Target {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Destination {
     pub name: String,
-    pub url: IngestUrl,
+    pub url: DestinationUrl,
     pub stream_template: String,
     pub key: Option<Secret>,
     /// Rung names this destination carries (all rungs when the config named none).

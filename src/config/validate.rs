@@ -5,7 +5,7 @@ use super::raw::*;
 use super::types::*;
 use super::FieldError;
 use crate::board::H264Profile;
-use crate::egress::url::IngestUrl;
+use super::url::DestinationUrl;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -319,7 +319,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     if !valid_id(&name) {
         e.add(f("name"), "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'");
     }
-    let url = match d.url.as_deref().map(IngestUrl::parse) {
+    let url = match d.url.as_deref().map(DestinationUrl::parse) {
         None => {
             e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN] or rtmps://...)");
             None

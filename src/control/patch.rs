@@ -5,7 +5,7 @@
 
 use super::error::{CommandError, ErrorCode, FieldProblem};
 use crate::config::{self, Config, ConfigError, ProblemKind};
-use crate::egress::url::IngestUrl;
+use crate::config::url::DestinationUrl;
 use serde_json::{Map, Value};
 
 /// Sections a dashboard may change. The rest (identity, broker, paths) would
@@ -113,7 +113,7 @@ fn redact_value(key: &str, v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(key, x)).collect()),
         Value::String(s) if is_secret_key(key) && !s.is_empty() => Value::String("***".into()),
         Value::String(s) if key == "url" => {
-            Value::String(IngestUrl::parse(s).map(|u| u.to_string()).unwrap_or_else(|_| "***".into()))
+            Value::String(DestinationUrl::parse(s).map(|u| u.to_string()).unwrap_or_else(|_| "***".into()))
         }
         Value::String(s) if key == "stream" => Value::String(config::redact_template(s)),
         v => v.clone(),

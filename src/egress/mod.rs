@@ -1,6 +1,9 @@
 //! Egress: where encoded media leaves the pipeline. The pipeline hands every
-//! encoded access unit to a [`MediaSender`]; each destination (an RTMP publish
-//! per rung) is an actor that owns its connection and reads a bounded channel.
+//! encoded access unit to a [`MediaSender`]; each output (an RTMP publish per
+//! destination and rung, a recorded rung) is an actor that owns its
+//! connection or files and reads a bounded channel. An output is planned as
+//! an [`OutputPlan`] and started by [`spawn`], whatever its protocol; it
+//! reports an [`EgressStatus`], and its failure is its own.
 //!
 //! Back-pressure policy lives here, in one place: a sender never blocks the
 //! GStreamer streaming thread. If an actor's channel is full (its socket is
@@ -8,9 +11,15 @@
 //! keyframe, so the channel never holds a backlog that would later be burst.
 
 pub mod flv;
+pub mod output;
+pub mod plan;
 pub mod record;
 pub mod rtmp;
-pub mod url;
+pub mod status;
+
+pub use output::{OutputHandle, spawn};
+pub use plan::OutputPlan;
+pub use status::{EgressState, EgressStatus};
 
 use bytes::Bytes;
 use std::sync::Arc;

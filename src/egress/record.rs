@@ -14,7 +14,7 @@ mod muxer;
 
 pub use files::check_dir;
 
-use super::rtmp::Backoff;
+use crate::backoff::Backoff;
 use super::Media;
 use crate::config::{Fps, RecordFormat};
 use bytes::Bytes;

@@ -13,23 +13,25 @@
 //! Secrets (token in the app path, the stream name, the tcUrl) never reach
 //! logs or [`EgressStatus`]: logs show the target label and the redacted URL.
 
-mod backoff;
 mod connection;
 mod feed;
 mod redact;
 mod restamp;
 mod transport;
 
-pub use backoff::{Backoff, BackoffSchedule};
 pub use transport::{TlsConfigError, TransportError, tls_config};
 
 use super::Media;
-use super::url::{IngestUrl, Scheme};
+use super::status::{EgressState, EgressStatus, error_chain};
+use crate::backoff::Backoff;
+use crate::config::{Secret, Target};
+use crate::config::url::{RtmpScheme as Scheme, RtmpUrl};
 use connection::{Connection, Request};
 use feed::{Feed, Outgoing};
 use redact::Redactor;
 use rml_rtmp::handshake::HandshakeError;
 use rml_rtmp::sessions::{ClientSessionError, StreamMetadata};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,28 +101,42 @@ impl PublishMetadata {
     }
 }
 
-/// One publish destination for one rung. `Debug` hides the stream name.
-#[derive(Clone)]
-pub struct RtmpTarget {
-    /// Shown in logs and status, e.g. `primary/1080p`. Must hold no secret.
+/// One RTMP publish: one rung to one destination, frozen at session start
+/// with everything its actor needs. `Debug` and `Serialize` hide the stream
+/// name and the URL's token.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct RtmpPlan {
+    pub destination: String,
+    pub rung: String,
+    /// Shown in logs and status, e.g. `primary/1080p`. Holds no secret.
     pub label: String,
-    pub url: IngestUrl,
-    /// The stream name (key) to publish; treated as a secret.
-    pub stream_name: String,
+    #[serde(serialize_with = "super::plan::display")]
+    pub url: RtmpUrl,
+    /// The stream name (key) to publish.
+    #[serde(skip)]
+    pub stream_name: Secret,
+    /// The stream name with any `{key}` hidden, for logs and `check-config`.
+    #[serde(rename = "stream_name")]
+    pub stream_name_redacted: String,
+    /// The channel's caps the ladder was checked against.
+    pub target: Target,
+    #[serde(skip)]
     pub metadata: PublishMetadata,
+    #[serde(skip)]
     pub backoff: Backoff,
     /// Bound on TCP + TLS + handshake + connect + publish.
+    #[serde(skip)]
     pub connect_timeout: Duration,
     /// Extra PEM CA certificates trusted for `rtmps://`, beside the web roots.
     pub ca_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for RtmpTarget {
+impl std::fmt::Debug for RtmpPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RtmpTarget")
+        f.debug_struct("RtmpPlan")
             .field("label", &self.label)
             .field("url", &self.url)
-            .field("stream_name", &"***")
+            .field("stream_name", &self.stream_name_redacted)
             .field("metadata", &self.metadata)
             .field("backoff", &self.backoff)
             .field("connect_timeout", &self.connect_timeout)
@@ -129,36 +145,8 @@ impl std::fmt::Debug for RtmpTarget {
     }
 }
 
-#[derive(Clone, Copy, Debug, serde::Serialize, PartialEq, Eq)]
-pub enum EgressState {
-    /// First connection attempt.
-    Connecting,
-    Publishing,
-    /// Backing off or reconnecting after a failure.
-    Reconnecting,
-    /// The media channel closed (or the target was refused); the actor has ended.
-    Stopped,
-}
-
-/// Telemetry of one egress actor. Never holds a secret.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EgressStatus {
-    pub label: String,
-    pub state: EgressState,
-    /// Bytes written on connections that reached the publishing state.
-    pub bytes_sent: u64,
-    pub video_frames_sent: u64,
-    pub audio_frames_sent: u64,
-    /// Media items discarded while not publishing or waiting for a keyframe.
-    pub media_discarded: u64,
-    /// Failures followed by a new attempt.
-    pub reconnects: u32,
-    /// The latest failure, redacted.
-    pub last_error: Option<String>,
-}
-
 /// Why a publish attempt or a running publish failed. Displays never
-/// include secrets: URLs are [`IngestUrl`]s (redacted by `Display`), server
+/// include secrets: URLs are [`RtmpUrl`]s (redacted by `Display`), server
 /// text passes through the target's redactor.
 #[derive(Debug, Error)]
 pub enum EgressError {
@@ -167,7 +155,7 @@ pub enum EgressError {
     #[error("RTMPS configuration")]
     TlsConfig(#[from] TlsConfigError),
     #[error("no accepted publish on {url} within {after:?}")]
-    ConnectTimeout { url: IngestUrl, after: Duration },
+    ConnectTimeout { url: RtmpUrl, after: Duration },
     #[error("RTMP handshake failed")]
     Handshake(#[source] HandshakeError),
     #[error("RTMP session error")]
@@ -208,22 +196,13 @@ impl std::fmt::Display for Stage {
 
 /// Starts the publisher for `target`, reading media from `rx`. The task ends
 /// (status [`EgressState::Stopped`]) once every sender of `rx` is dropped.
-pub fn spawn(target: RtmpTarget, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
-    let (status_tx, status_rx) = watch::channel(EgressStatus {
-        label: target.label.clone(),
-        state: EgressState::Connecting,
-        bytes_sent: 0,
-        video_frames_sent: 0,
-        audio_frames_sent: 0,
-        media_discarded: 0,
-        reconnects: 0,
-        last_error: None,
-    });
+pub fn spawn(target: RtmpPlan, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+    let (status_tx, status_rx) = watch::channel(EgressStatus::new(target.label.clone()));
     (tokio::spawn(run(target, rx, status_tx)), status_rx)
 }
 
 #[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]
-async fn run(target: RtmpTarget, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
     if let Err(e) = target.metadata.validate() {
         error!(error = %e, "refusing to publish");
         status.send_modify(|s| {
@@ -232,7 +211,7 @@ async fn run(target: RtmpTarget, mut rx: mpsc::Receiver<Media>, status: watch::S
         });
         return;
     }
-    let redactor = Redactor::new(&target.url, &target.stream_name);
+    let redactor = Redactor::new(&target.url, target.stream_name.expose());
     let mut feed = Feed::default();
     let mut schedule = target.backoff.schedule();
     let mut tls = None;
@@ -276,7 +255,7 @@ async fn run(target: RtmpTarget, mut rx: mpsc::Receiver<Media>, status: watch::S
 
 /// One attempt, from TCP connect to an accepted publish, bounded by the connect timeout.
 async fn connect(
-    target: &RtmpTarget,
+    target: &RtmpPlan,
     tls: &mut Option<Arc<ClientConfig>>,
     redactor: &Redactor,
 ) -> Result<Connection, EgressError> {
@@ -285,7 +264,7 @@ async fn connect(
     }
     let request = Request {
         url: &target.url,
-        stream_name: &target.stream_name,
+        stream_name: target.stream_name.expose(),
         tls: tls.as_ref(),
         write_timeout: WRITE_STALL,
         redactor,
@@ -376,18 +355,6 @@ async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, feed: &mut Feed, s
     }
 }
 
-/// An error and its sources, `: `-separated, for logs and status.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,10 +392,14 @@ mod tests {
 
     #[test]
     fn a_target_debug_shows_neither_token_nor_stream_key() {
-        let target = RtmpTarget {
+        let target = RtmpPlan {
+            destination: "primary".into(),
+            rung: "1080p".into(),
             label: "primary/1080p".into(),
-            url: IngestUrl::parse("rtmps://h:2935/live/t0ken").unwrap(),
-            stream_name: "key-123".into(),
+            url: RtmpUrl::parse("rtmps://h:2935/live/t0ken").unwrap(),
+            stream_name: Secret::new("key-123"),
+            stream_name_redacted: "***".into(),
+            target: Target::Any,
             metadata: metadata(),
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
@@ -441,7 +412,7 @@ mod tests {
 
     #[test]
     fn errors_print_their_whole_chain() {
-        let url = IngestUrl::parse("rtmp://h/live/t0ken").unwrap();
+        let url = RtmpUrl::parse("rtmp://h/live/t0ken").unwrap();
         let source = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let error = EgressError::Transport(TransportError::Tcp { url, source });
         assert_eq!(error_chain(&error), "TCP connect to rtmp://h:1935/live/*** failed: connection refused");

@@ -18,7 +18,7 @@ pub use link::Protocol;
 
 use crate::config::{Mqtt, MqttProtocol};
 use crate::control::topics::Topics;
-use crate::egress::rtmp::Backoff;
+use crate::backoff::Backoff;
 use bytes::Bytes;
 use inbox::Inbox;
 use link::{Ack, Driver, Link, LinkError, Polled, Will};

@@ -4,8 +4,8 @@
 //! is table-tested, printed by `check-config`, and consumed by `build`.
 
 use crate::board::{BoardProfile, EncoderSettings};
-use crate::config::{Audio, Config, Fps, RecordFormat, Secret, Source, Target};
-use crate::egress::url::IngestUrl;
+use crate::config::{Audio, Config, Fps, RecordFormat, Source};
+use crate::egress::plan::{self as output, OutputPlan, RungContext};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,26 +51,6 @@ pub struct GopPlan {
     pub duration_ns: u64,
 }
 
-/// One RTMP publish: one rung to one destination.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PublishPlan {
-    pub destination: String,
-    pub rung: String,
-    #[serde(serialize_with = "display")]
-    pub url: IngestUrl,
-    #[serde(skip)]
-    pub stream_name: Secret,
-    /// The stream name with any `{key}` hidden, for logs and `check-config`.
-    #[serde(rename = "stream_name")]
-    pub stream_name_redacted: String,
-    pub target: Target,
-    pub ca_file: Option<PathBuf>,
-}
-
-fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordPlan {
     pub dir: PathBuf,
@@ -100,7 +80,8 @@ pub struct Plan {
     pub rungs: Vec<RungPlan>,
     pub gop: GopPlan,
     pub audio: AudioPlan,
-    pub publishes: Vec<PublishPlan>,
+    /// One per (destination, rung), in destination order.
+    pub outputs: Vec<OutputPlan>,
     pub recording: Option<RecordPlan>,
     /// Total pixels per second encoded, for the board's budget.
     pub pixel_rate: u64,
@@ -226,18 +207,12 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
             encoder: EncoderSettings::for_rung(&board.encoder, r.bitrate_bps, gop.frames, config.ladder.h264_profile, VBV_MS),
         })
         .collect();
-    let publishes = config
+    let outputs = config
         .destinations
         .iter()
         .flat_map(|d| {
-            specs.iter().filter(|r| d.rungs.contains(&r.name)).map(move |r| PublishPlan {
-                destination: d.name.clone(),
-                rung: r.name.clone(),
-                url: d.url.clone(),
-                stream_name: d.stream_name(r),
-                stream_name_redacted: d.stream_name_redacted(r),
-                target: d.target,
-                ca_file: d.ca_file.clone(),
+            specs.iter().filter(|r| d.rungs.contains(&r.name)).map(move |rung| {
+                output::plan(d, &RungContext { rung, fps: format.fps, audio: &config.audio, options: &config.egress })
             })
         })
         .collect();
@@ -263,7 +238,7 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
             sample_rate: a.sample_rate,
             channels: a.channels,
         },
-        publishes,
+        outputs,
         recording,
         pixel_rate,
     })
@@ -309,7 +284,7 @@ mod tests {
         b.limits.max_capture_pixel_rate = None;
         assert_eq!(b.limits.capture_pixel_rate(), 4 * b.limits.max_pixel_rate);
         b.limits.max_capture_pixel_rate = Some(100_000_000);
-        assert!(matches!(plan(&single, &b, HD), Ok(_)), "62 + 7 Mpx/s");
+        assert!(plan(&single, &b, HD).is_ok(), "62 + 7 Mpx/s");
         assert!(matches!(plan(&single, &b, uhd60), Err(PlanError::OverCaptureRate { .. })));
     }
 
@@ -356,7 +331,13 @@ mod tests {
              [[destination]]\nname = \"backup\"\nurl = \"rtmp://b/live\"\nstream = \"video_{kbps}\"\nrungs = [\"720p\"]\n",
         );
         let p = plan(&c, &board("generic"), HD).unwrap();
-        let v: Vec<_> = p.publishes.iter().map(|x| (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str())).collect();
+        let v: Vec<_> = p
+            .outputs
+            .iter()
+            .map(|x| match x {
+                OutputPlan::Rtmp(x) => (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str()),
+            })
+            .collect();
         assert_eq!(
             v,
             [
@@ -368,7 +349,8 @@ mod tests {
                 ("backup", "720p", "***_3000")
             ]
         );
-        assert_eq!(p.publishes[0].stream_name.expose(), "1080p_sek");
+        let OutputPlan::Rtmp(first) = &p.outputs[0];
+        assert_eq!(first.stream_name.expose(), "1080p_sek");
         let json = serde_json::to_string(&p).unwrap();
         assert!(!json.contains("sek") && !json.contains("tok"), "{json}");
     }

@@ -15,7 +15,7 @@ pub use machine::{Action, Event, Machine, Refusal, State, RETRY_INITIAL, RETRY_M
 use crate::board::BoardProfile;
 use crate::config::Config;
 use crate::egress::record::RecordState;
-use crate::egress::rtmp::EgressState;
+use crate::egress::EgressState;
 use crate::pipeline::actor::PipelineEvent;
 use crate::session::Session;
 use crate::sys;

@@ -4,7 +4,7 @@
 //! not what was configured.
 
 use super::system::SystemSampler;
-use crate::egress::rtmp::EgressState;
+use crate::egress::EgressState;
 use crate::session::Session;
 use crate::supervisor::State;
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@ use super::feed::Outgoing;
 use super::redact::Redactor;
 use super::transport::{self, Io};
 use super::{EgressError, Stage};
-use crate::egress::url::IngestUrl;
+use crate::config::url::RtmpUrl;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
@@ -32,7 +32,7 @@ enum Milestone {
 
 /// What to publish where; borrowed from the target for one connection.
 pub(crate) struct Request<'a> {
-    pub url: &'a IngestUrl,
+    pub url: &'a RtmpUrl,
     pub stream_name: &'a str,
     pub tls: Option<&'a Arc<ClientConfig>>,
     /// Bound on any single write; a server that stops reading is a dead server.

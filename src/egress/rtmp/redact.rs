@@ -1,7 +1,7 @@
 //! Scrubs a target's secrets (stream key, access token, tcUrl) out of any
 //! text headed for logs or status, including text the server chose.
 
-use crate::egress::url::IngestUrl;
+use crate::config::url::RtmpUrl;
 
 const MASK: &str = "***";
 
@@ -12,7 +12,7 @@ pub(crate) struct Redactor {
 }
 
 impl Redactor {
-    pub fn new(url: &IngestUrl, stream_name: &str) -> Redactor {
+    pub fn new(url: &RtmpUrl, stream_name: &str) -> Redactor {
         let app = url.app();
         // Everything after the application's first segment is a token (or a
         // query); masking it masks the app and tcUrl too ("rtmp://h/live/***").
@@ -41,7 +41,7 @@ mod tests {
 
     #[test]
     fn masks_the_token_the_stream_key_and_the_tc_url() {
-        let url = IngestUrl::parse("rtmp://h:1935/live/t0ken?sig=abc").unwrap();
+        let url = RtmpUrl::parse("rtmp://h:1935/live/t0ken?sig=abc").unwrap();
         let r = Redactor::new(&url, "key-123");
         let shown = r.apply("app live/t0ken?sig=abc at rtmp://h:1935/live/t0ken?sig=abc stream key-123");
         assert_eq!(shown, "app live/*** at rtmp://h:1935/live/*** stream ***");
@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn leaves_a_public_app_name_and_url_alone() {
-        let url = IngestUrl::parse("rtmp://h/live").unwrap();
+        let url = RtmpUrl::parse("rtmp://h/live").unwrap();
         let r = Redactor::new(&url, "secret_1080p");
         assert_eq!(r.apply(&format!("{url} live refused secret_1080p")), "rtmp://h:1935/live live refused ***");
     }

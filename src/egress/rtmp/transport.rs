@@ -1,7 +1,7 @@
 //! The byte pipe under an RTMP session: TCP, or TLS over TCP for `rtmps://`
 //! (SNI = the URL's host; roots = webpki-roots plus an optional PEM CA file).
 
-use crate::egress::url::{IngestUrl, Scheme};
+use crate::config::url::{RtmpScheme as Scheme, RtmpUrl};
 use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
@@ -26,16 +26,16 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfig
 #[derive(Debug, Error)]
 pub enum TransportError {
     #[error("TCP connect to {url} failed")]
-    Tcp { url: IngestUrl, source: std::io::Error },
+    Tcp { url: RtmpUrl, source: std::io::Error },
     #[error("`{host}` is not a valid TLS server name")]
     ServerName { host: String },
     #[error("TLS handshake with {url} failed")]
-    Tls { url: IngestUrl, source: std::io::Error },
+    Tls { url: RtmpUrl, source: std::io::Error },
 }
 
 /// Opens TCP (with `TCP_NODELAY`: media is already paced by the pipeline) and,
 /// for `rtmps://`, the TLS session on top.
-pub(crate) async fn open(url: &IngestUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Box<dyn Io>, TransportError> {
+pub(crate) async fn open(url: &RtmpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Box<dyn Io>, TransportError> {
     let tcp = TcpStream::connect((url.host(), url.port()))
         .await
         .map_err(|source| TransportError::Tcp { url: url.clone(), source })?;

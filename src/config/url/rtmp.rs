@@ -1,4 +1,5 @@
-//! Ingest URLs: parsed once, validated, and never printed with their secrets.
+//! RTMP/RTMPS ingest URLs: parsed once, validated, and never printed with
+//! their secrets.
 //!
 //! An RTMP ingest URL is `rtmp[s]://HOST[:PORT]/APP[/TOKEN...]`; the stream
 //! name is appended per rung. Everything after the first path segment (AMS
@@ -6,8 +7,8 @@
 //! `Display`/`Debug` show `rtmp://host:1935/live/***`. Userinfo
 //! (`user:password@`) is refused: RTMP has no place to send it.
 
+use super::UrlError;
 use std::fmt;
-use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
@@ -30,29 +31,9 @@ impl Scheme {
     }
 }
 
-/// Why an ingest URL was refused. Messages never quote the URL or any part
-/// of it (a key pasted into `url` must not come back in an error).
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum UrlError {
-    /// The `url` crate's reason: a fixed text, never a part of the input.
-    #[error("is not a URL ({0})")]
-    Syntax(url::ParseError),
-    #[error("has a scheme that is not supported (use rtmp:// or rtmps://)")]
-    Scheme,
-    /// `user:password@` has no place in RTMP; refused rather than dropped.
-    #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]
-    Credentials,
-    #[error("has no host")]
-    NoHost,
-    #[error("has no application path (expected rtmp://HOST[:PORT]/APP[/TOKEN])")]
-    NoApp,
-    #[error("has a fragment (`#...`), which RTMP cannot carry")]
-    Fragment,
-}
-
 /// A validated RTMP/RTMPS ingest URL.
 #[derive(Clone, PartialEq, Eq)]
-pub struct IngestUrl {
+pub struct RtmpUrl {
     scheme: Scheme,
     host: String,
     port: u16,
@@ -62,8 +43,8 @@ pub struct IngestUrl {
     has_secret_tail: bool,
 }
 
-impl IngestUrl {
-    pub fn parse(raw: &str) -> Result<IngestUrl, UrlError> {
+impl RtmpUrl {
+    pub fn parse(raw: &str) -> Result<RtmpUrl, UrlError> {
         let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
         let scheme = match url.scheme() {
             "rtmp" => Scheme::Rtmp,
@@ -91,7 +72,7 @@ impl IngestUrl {
             app.push_str(q);
         }
         let has_secret_tail = path.contains('/') || url.query().is_some();
-        Ok(IngestUrl { scheme, host, port, app, has_secret_tail })
+        Ok(RtmpUrl { scheme, host, port, app, has_secret_tail })
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -117,7 +98,7 @@ impl IngestUrl {
     }
 }
 
-impl fmt::Display for IngestUrl {
+impl fmt::Display for RtmpUrl {
     /// The redacted form, safe for logs, telemetry and errors.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let first = self.app.split(['/', '?']).next().unwrap_or("");
@@ -129,9 +110,9 @@ impl fmt::Display for IngestUrl {
     }
 }
 
-impl fmt::Debug for IngestUrl {
+impl fmt::Debug for RtmpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IngestUrl({self})")
+        write!(f, "RtmpUrl({self})")
     }
 }
 
@@ -141,7 +122,7 @@ mod tests {
 
     #[test]
     fn parses_host_port_and_app_with_token() {
-        let u = IngestUrl::parse("rtmp://ingest.example.com:1935/live/s3cr3t-token").unwrap();
+        let u = RtmpUrl::parse("rtmp://ingest.example.com:1935/live/s3cr3t-token").unwrap();
         assert_eq!(u.scheme(), Scheme::Rtmp);
         assert_eq!(u.host(), "ingest.example.com");
         assert_eq!(u.port(), 1935);
@@ -151,32 +132,32 @@ mod tests {
 
     #[test]
     fn default_ports_follow_the_scheme() {
-        assert_eq!(IngestUrl::parse("rtmp://h/live").unwrap().port(), 1935);
-        assert_eq!(IngestUrl::parse("rtmps://h/live").unwrap().port(), 443);
+        assert_eq!(RtmpUrl::parse("rtmp://h/live").unwrap().port(), 1935);
+        assert_eq!(RtmpUrl::parse("rtmps://h/live").unwrap().port(), 443);
     }
 
     #[test]
     fn display_and_debug_never_show_the_token_or_query() {
-        let u = IngestUrl::parse("rtmps://h:2935/live/s3cr3t?auth=p4ss").unwrap();
+        let u = RtmpUrl::parse("rtmps://h:2935/live/s3cr3t?auth=p4ss").unwrap();
         let shown = format!("{u} {u:?}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("p4ss"), "{shown}");
         assert_eq!(u.to_string(), "rtmps://h:2935/live/***");
-        assert_eq!(IngestUrl::parse("rtmp://h/live").unwrap().to_string(), "rtmp://h:1935/live");
+        assert_eq!(RtmpUrl::parse("rtmp://h/live").unwrap().to_string(), "rtmp://h:1935/live");
     }
 
     #[test]
     fn refuses_what_is_not_an_rtmp_ingest() {
-        assert_eq!(IngestUrl::parse("http://h/live"), Err(UrlError::Scheme));
-        assert_eq!(IngestUrl::parse("rtmp://h"), Err(UrlError::NoApp));
-        assert_eq!(IngestUrl::parse("rtmp://h/"), Err(UrlError::NoApp));
-        assert!(matches!(IngestUrl::parse("not a url"), Err(UrlError::Syntax(_))));
-        assert_eq!(IngestUrl::parse("rtmp://h/live#x"), Err(UrlError::Fragment));
+        assert_eq!(RtmpUrl::parse("http://h/live"), Err(UrlError::Scheme));
+        assert_eq!(RtmpUrl::parse("rtmp://h"), Err(UrlError::NoApp));
+        assert_eq!(RtmpUrl::parse("rtmp://h/"), Err(UrlError::NoApp));
+        assert!(matches!(RtmpUrl::parse("not a url"), Err(UrlError::Syntax(_))));
+        assert_eq!(RtmpUrl::parse("rtmp://h/live#x"), Err(UrlError::Fragment));
     }
 
     #[test]
     fn credentials_in_the_userinfo_are_refused_without_echoing_them() {
         for raw in ["rtmp://alice9:pa55@h/live", "rtmps://alice9@h/live/t", "rtmp://:pa55@h/live"] {
-            let e = IngestUrl::parse(raw).unwrap_err();
+            let e = RtmpUrl::parse(raw).unwrap_err();
             assert_eq!(e, UrlError::Credentials, "{raw}");
             let shown = e.to_string();
             assert!(!shown.contains("alice9") && !shown.contains("pa55"), "{shown}");
@@ -186,7 +167,7 @@ mod tests {
     #[test]
     fn no_refusal_quotes_any_part_of_the_url() {
         for raw in ["sk4live:x9q2", "sk4live://h/live", "rtmp://sk4live", "rtmp://[sk4live/live", "rtmp://h:sk4live/live", "rtmp://h/live#sk4live"] {
-            let e = IngestUrl::parse(raw).unwrap_err().to_string();
+            let e = RtmpUrl::parse(raw).unwrap_err().to_string();
             assert!(!e.contains("sk4live"), "{raw}: {e}");
         }
     }

@@ -1,4 +1,5 @@
-//! Reconnect pacing: capped exponential backoff with jitter.
+//! Reconnect pacing shared by every output (publishes, SRT, the recording)
+//! and the MQTT link: capped exponential backoff with jitter.
 
 use rand::Rng;
 use std::time::Duration;

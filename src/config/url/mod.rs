@@ -1,0 +1,86 @@
+//! Destination URLs, parsed by scheme into a typed URL: `rtmp`/`rtmps`
+//! ([`RtmpUrl`]). Each kind knows its own secrets: `Display` and `Debug`
+//! never show a token, key or passphrase, so a URL can go to logs, status
+//! and `check-config` as it is.
+
+mod rtmp;
+
+pub use rtmp::{RtmpUrl, Scheme as RtmpScheme};
+
+use std::fmt;
+use thiserror::Error;
+
+/// Why a destination URL was refused. Messages never quote the URL or any
+/// part of it (a key pasted into `url` must not come back in an error).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// The `url` crate's reason: a fixed text, never a part of the input.
+    #[error("is not a URL ({0})")]
+    Syntax(url::ParseError),
+    #[error("has a scheme that is not supported (use rtmp:// or rtmps://)")]
+    Scheme,
+    /// `user:password@` has no place in RTMP; refused rather than dropped.
+    #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]
+    Credentials,
+    #[error("has no host")]
+    NoHost,
+    #[error("has no application path (expected rtmp://HOST[:PORT]/APP[/TOKEN])")]
+    NoApp,
+    #[error("has a fragment (`#...`), which RTMP cannot carry")]
+    Fragment,
+}
+
+/// Where a destination sends the stream, by protocol.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DestinationUrl {
+    Rtmp(RtmpUrl),
+}
+
+impl DestinationUrl {
+    pub fn parse(raw: &str) -> Result<DestinationUrl, UrlError> {
+        let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
+        match url.scheme() {
+            "rtmp" | "rtmps" => RtmpUrl::parse(raw).map(DestinationUrl::Rtmp),
+            _ => Err(UrlError::Scheme),
+        }
+    }
+
+    /// The protocol's name, as shown in status and `check-config`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            DestinationUrl::Rtmp(_) => "rtmp",
+        }
+    }
+}
+
+impl fmt::Display for DestinationUrl {
+    /// The redacted form, safe for logs, telemetry and errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestinationUrl::Rtmp(u) => u.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for DestinationUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestinationUrl::Rtmp(u) => u.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_kind_and_an_unknown_one_is_refused_without_echo() {
+        assert!(matches!(DestinationUrl::parse("rtmps://h/live"), Ok(DestinationUrl::Rtmp(_))));
+        for raw in ["http://h/sk4live", "sk4live://h/x", "ftp://sk4live/"] {
+            let e = DestinationUrl::parse(raw).unwrap_err();
+            assert_eq!(e, UrlError::Scheme, "{raw}");
+            assert!(!e.to_string().contains("sk4live"));
+        }
+    }
+}

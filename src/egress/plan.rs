@@ -1,0 +1,87 @@
+//! Output plans: one per (destination, rung), by protocol, each holding
+//! everything its actor needs (URL, names resolved from the templates,
+//! metadata, backoff, timeouts), frozen when the session's plan is made.
+//! `check-config` prints them; [`super::spawn`] starts their actors.
+//!
+//! A destination with several endpoints (a backup ingest) would plan one
+//! output per endpoint: the actor is per (destination, rung, endpoint).
+
+use super::rtmp::{PublishMetadata, RtmpPlan};
+use crate::backoff::Backoff;
+use crate::config::url::DestinationUrl;
+use crate::config::{Audio, Destination, EgressOptions, Fps, RungSpec};
+use serde::Serialize;
+
+/// One output actor's plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "protocol", rename_all = "lowercase")]
+pub enum OutputPlan {
+    Rtmp(RtmpPlan),
+}
+
+impl OutputPlan {
+    pub fn destination(&self) -> &str {
+        match self {
+            OutputPlan::Rtmp(p) => &p.destination,
+        }
+    }
+    pub fn rung(&self) -> &str {
+        match self {
+            OutputPlan::Rtmp(p) => &p.rung,
+        }
+    }
+    /// `destination/rung`, for logs and status.
+    pub fn label(&self) -> &str {
+        match self {
+            OutputPlan::Rtmp(p) => &p.label,
+        }
+    }
+    /// One line for `check-config`, secrets redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            OutputPlan::Rtmp(p) => format!("{} -> {} stream `{}` (target {:?})", p.label, p.url, p.stream_name_redacted, p.target),
+        }
+    }
+}
+
+/// What a rung's output needs to know of the ladder and the session.
+pub struct RungContext<'a> {
+    pub rung: &'a RungSpec,
+    pub fps: Fps,
+    pub audio: &'a Audio,
+    pub options: &'a EgressOptions,
+}
+
+/// The plan of `destination`'s output for one rung.
+pub fn plan(destination: &Destination, cx: &RungContext<'_>) -> OutputPlan {
+    let rung = cx.rung;
+    let label = format!("{}/{}", destination.name, rung.name);
+    let backoff = Backoff { initial: cx.options.reconnect_initial, max: cx.options.reconnect_max };
+    match &destination.url {
+        DestinationUrl::Rtmp(url) => OutputPlan::Rtmp(RtmpPlan {
+            destination: destination.name.clone(),
+            rung: rung.name.clone(),
+            label,
+            url: url.clone(),
+            stream_name: destination.stream_name(rung),
+            stream_name_redacted: destination.stream_name_redacted(rung),
+            target: destination.target,
+            metadata: PublishMetadata {
+                width: rung.width,
+                height: rung.height,
+                framerate: cx.fps.as_f64(),
+                video_kbps: (rung.bitrate_bps / 1000) as u32,
+                audio_kbps: cx.audio.bitrate_bps / 1000,
+                audio_sample_rate: cx.audio.sample_rate,
+                audio_channels: cx.audio.channels,
+            },
+            backoff,
+            connect_timeout: cx.options.connect_timeout,
+            ca_file: destination.ca_file.clone(),
+        }),
+    }
+}
+
+pub(crate) fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}

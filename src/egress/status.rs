@@ -1,0 +1,63 @@
+//! What every output actor reports, whatever its protocol: a state, counters
+//! and the latest failure (redacted), plus an optional protocol-specific
+//! part. Read by the supervisor (health) and telemetry through a `watch`.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub enum EgressState {
+    /// First connection attempt.
+    Connecting,
+    /// Connected and sending (for a listener: a receiver is pulling).
+    Publishing,
+    /// Backing off or reconnecting after a failure.
+    Reconnecting,
+    /// The media channel closed (or the output was refused); the actor has ended.
+    Stopped,
+}
+
+/// Telemetry of one output actor. Never holds a secret.
+#[derive(Clone, Debug, Serialize)]
+pub struct EgressStatus {
+    /// `destination/rung`, e.g. `primary/1080p`.
+    pub label: String,
+    pub state: EgressState,
+    /// Bytes written on connections that reached the publishing state.
+    pub bytes_sent: u64,
+    pub video_frames_sent: u64,
+    pub audio_frames_sent: u64,
+    /// Media items discarded while not publishing or waiting for a keyframe.
+    pub media_discarded: u64,
+    /// Failures followed by a new attempt.
+    pub reconnects: u32,
+    /// The latest failure, redacted.
+    pub last_error: Option<String>,
+}
+
+impl EgressStatus {
+    /// The status of an output that has not tried to connect yet.
+    pub fn new(label: impl Into<String>) -> EgressStatus {
+        EgressStatus {
+            label: label.into(),
+            state: EgressState::Connecting,
+            bytes_sent: 0,
+            video_frames_sent: 0,
+            audio_frames_sent: 0,
+            media_discarded: 0,
+            reconnects: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated, for logs and status.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
