@@ -133,6 +133,7 @@ fn spawn_recorders(config: &Config, plan: &Plan, taps: &mut Taps) -> (Vec<Record
             audio_rate: plan.audio.sample_rate,
             audio_channels: plan.audio.channels,
             bitrate_bps: rung.bitrate_bps + u64::from(plan.audio.bitrate_bps),
+            guard: record::DiskGuard { root: rec.dir.clone(), min_free_bytes: rec.min_free_bytes, rotate: rec.rotate },
             backoff: Backoff { initial: config.egress.reconnect_initial, max: config.egress.reconnect_max },
         };
         let (task, status) = record::spawn(target, rx);

@@ -2,6 +2,7 @@
 //! tmpfs this test mounts), the recording stops alone and says why, the
 //! publish to the channel goes on without a gap, and the recording comes
 //! back by itself once there is room again, continuing the file numbering.
+//! The disk guard stops (or rotates) the recording before the disk is full.
 
 mod common;
 
@@ -55,7 +56,7 @@ fn a_full_disk_stops_only_the_recording_which_comes_back_when_there_is_room_and_
         format!(
             "[source]\nwidth = 640\nheight = 360\npattern = \"snow\"\n\
              [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 2000 }}]\n\
-             [recording]\nformat = \"mp4\"\nsegment_seconds = 2\ndir = \"{}\"\n\
+             [recording]\nformat = \"mp4\"\nsegment_seconds = 2\nmin_free_mb = 0\ndir = \"{}\"\n\
              [egress]\nreconnect_initial_ms = 200\nreconnect_max_ms = 1000\n\
              [[destination]]\nurl = \"{}\"\nstream = \"{{rung}}\"\n",
             disk.join("rec").display(),
@@ -120,4 +121,89 @@ fn a_full_disk_stops_only_the_recording_which_comes_back_when_there_is_room_and_
     let v = video_packets(&last_whole);
     assert!(v.first().is_some_and(|p| p.keyframe), "{}: does not start on a keyframe", last_whole.display());
     assert!(v.len() > 10, "{}: {} frames", last_whole.display(), v.len());
+}
+
+/// Runs a 640x360 rung at 3 Mbit/s for `seconds`, recording into `disk`
+/// with the given `[recording]` extra lines; returns the log.
+fn run_recording(disk: &Path, nginx: &Nginx, extra: &str, seconds: &str) -> String {
+    let dir = disk.parent().unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nwidth = 640\nheight = 360\npattern = \"ball\"\n\
+             [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 3000 }}]\n\
+             [recording]\nformat = \"mp4\"\nsegment_seconds = 2\ndir = \"{}\"\n{extra}\n\
+             [[destination]]\nurl = \"{}\"\nstream = \"{{rung}}\"\n",
+            disk.join("rec").display(),
+            nginx.rtmp_url("live"),
+        ),
+    )
+    .unwrap();
+    let out = common::run_with_timeout(
+        common::fieldcast_command().args(["run", "--config", config.to_str().unwrap(), "--duration", seconds]).env("FIELDCAST_LOG", "info"),
+        Duration::from_secs(60),
+    );
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    log
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).unwrap();
+    s.blocks_available() as u64 * s.fragment_size() as u64
+}
+
+/// The channel saw one publish with no gap.
+fn assert_channel_whole(nginx: &Nginx, log: &str) {
+    let published = nginx.recordings("360p");
+    assert_eq!(published.len(), 1, "the publish restarted: {published:?}\n{log}");
+    let v = video_packets(&published[0]);
+    let worst = v.windows(2).map(|w| w[1].dts - w[0].dts).fold(0.0, f64::max);
+    assert!(worst < 0.1, "a {worst} s gap in the channel's timeline");
+}
+
+fn segment_names(disk: &Path) -> Vec<String> {
+    let session = std::fs::read_dir(disk.join("rec")).unwrap().next().expect("a session folder").unwrap().path();
+    let mut names: Vec<String> = std::fs::read_dir(&session).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_disk_guard_stops_the_recording_before_the_disk_is_full_and_the_channel_sees_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let Some(_tmpfs) = Tmpfs::mount(&disk, 10) else { return };
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    // 10 MiB, 375 kB/s of media: the 6 MB floor is reached after about 12 s.
+    let log = run_recording(&disk, &nginx, "min_free_mb = 6", "20");
+    assert!(
+        log.contains("state=\"degraded\" reason=\"recording: 360p: stopped: under 6 MB free on the disk\""),
+        "the guard did not say it stopped the recording:\n{log}"
+    );
+    assert!(!log.contains("no space left"), "the disk filled up despite the guard:\n{log}");
+    assert!(free_bytes(&disk) >= 5_000_000, "{} bytes left", free_bytes(&disk));
+    assert_channel_whole(&nginx, &log);
+    // What was recorded before the guard stopped it is whole and decodable.
+    let names = segment_names(&disk);
+    assert!(names.len() >= 2, "{names:?}");
+}
+
+#[test]
+fn with_rotation_the_disk_guard_deletes_the_oldest_segments_and_recording_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let Some(_tmpfs) = Tmpfs::mount(&disk, 10) else { return };
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    let log = run_recording(&disk, &nginx, "min_free_mb = 6\nrotate = true", "24");
+    assert!(!log.contains("reason=\"recording"), "rotation should keep the recording going:\n{log}");
+    assert!(!log.contains("no space left"), "{log}");
+    assert!(log.contains("disk guard: deleted the oldest segments"), "{log}");
+    let names = segment_names(&disk);
+    assert!(!names.contains(&"360p-00000.mp4".to_string()), "the oldest segment is still there: {names:?}");
+    let last: u32 = names.last().unwrap()[5..10].parse().unwrap();
+    assert!(last >= 9, "recording did not go on to the end (last segment {last}): {names:?}");
+    assert!(free_bytes(&disk) >= 5_000_000, "{} bytes left", free_bytes(&disk));
+    assert_channel_whole(&nginx, &log);
 }

@@ -98,6 +98,10 @@ pub struct RawRecording {
     pub format: Option<String>,
     pub segment_seconds: Option<u32>,
     pub rungs: Option<Vec<String>>,
+    /// Stop (or rotate) before the disk has less than this left (MB). Default 500; 0: off.
+    pub min_free_mb: Option<u64>,
+    /// Delete the oldest segments to stay above `min_free_mb` instead of stopping.
+    pub rotate: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -224,6 +224,10 @@ pub struct Recording {
     pub format: RecordFormat,
     pub segment: Duration,
     pub rungs: Vec<String>,
+    /// The disk guard: never let the recording leave less than this free.
+    pub min_free_bytes: u64,
+    /// At the guard, delete the oldest segments instead of stopping.
+    pub rotate: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

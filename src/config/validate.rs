@@ -424,7 +424,18 @@ fn recording(r: Option<RawRecording>, state_dir: &std::path::Path, rung_names: &
             e.add(format!("recording.rungs[{j}]"), "is not the name of a rung of the ladder");
         }
     }
-    Some(Recording { dir: r.dir.unwrap_or_else(|| state_dir.join("recordings")), format, segment: Duration::from_secs(seconds.into()), rungs })
+    let min_free_mb = r.min_free_mb.unwrap_or(500);
+    if min_free_mb > 1_000_000 {
+        e.add("recording.min_free_mb", "is outside 0..1000000");
+    }
+    Some(Recording {
+        dir: r.dir.unwrap_or_else(|| state_dir.join("recordings")),
+        format,
+        segment: Duration::from_secs(seconds.into()),
+        rungs,
+        min_free_bytes: min_free_mb.saturating_mul(1_000_000),
+        rotate: r.rotate.unwrap_or(false),
+    })
 }
 
 fn egress(g: RawEgress, e: &mut Errors) -> EgressOptions {

@@ -45,6 +45,30 @@ pub struct RecordTarget {
     /// Video plus audio, for judging whether the disk has room again.
     pub bitrate_bps: u64,
     pub backoff: Backoff,
+    pub guard: DiskGuard,
+}
+
+/// Keeps the recording from filling the disk: below `min_free_bytes` it
+/// deletes the oldest segments (`rotate`) or stops, before the disk is full.
+#[derive(Clone, Debug)]
+pub struct DiskGuard {
+    /// The recording folder (all sessions' folders are inside).
+    pub root: PathBuf,
+    pub min_free_bytes: u64,
+    pub rotate: bool,
+}
+
+/// How often the guard looks at the disk while recording.
+const GUARD_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a recorder run ended.
+enum Ended {
+    /// The channel closed: the session is over.
+    Closed,
+    /// The recorder failed (already torn down).
+    Failed(String),
+    /// The disk guard stopped it (its last file finished cleanly).
+    Guarded(String),
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -112,22 +136,30 @@ async fn run(target: RecordTarget, mut rx: mpsc::Receiver<Media>, status: watch:
                 None => break 'session,
             }
         }
-        let failure = match open(&target, &configs).await {
-            Ok(mut run) => {
-                status.send_modify(|s| s.state = RecordState::Recording);
-                match record(&mut run, &mut rx, &mut configs, &status).await {
-                    Ok(()) => {
-                        finish(run).await;
-                        break 'session;
-                    }
-                    Err(reason) => {
-                        let muxer = run.muxer;
-                        let _ = tokio::task::spawn_blocking(move || muxer.close()).await;
-                        reason
+        let failure = match guard_reason(&target) {
+            // Not even started: below the guard already.
+            Some(reason) => reason,
+            None => match open(&target, &configs).await {
+                Ok(mut run) => {
+                    status.send_modify(|s| s.state = RecordState::Recording);
+                    match record(&target, &mut run, &mut rx, &mut configs, &status).await {
+                        Ended::Closed => {
+                            finish(run).await;
+                            break 'session;
+                        }
+                        Ended::Guarded(reason) => {
+                            finish(run).await;
+                            reason
+                        }
+                        Ended::Failed(reason) => {
+                            let muxer = run.muxer;
+                            let _ = tokio::task::spawn_blocking(move || muxer.close()).await;
+                            reason
+                        }
                     }
                 }
-            }
-            Err(reason) => reason,
+                Err(reason) => reason,
+            },
         };
         let delay = schedule.next_delay();
         warn!(error = %failure, retry_in = ?delay, "recording failed; the stream goes on without it");
@@ -142,7 +174,7 @@ async fn run(target: RecordTarget, mut rx: mpsc::Receiver<Media>, status: watch:
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {
-                    if files::has_room(&target) {
+                    if files::has_room(&target) && guard_reason(&target).is_none() {
                         break;
                     }
                     due = tokio::time::Instant::now() + schedule.next_delay();
@@ -174,22 +206,52 @@ async fn open(target: &RecordTarget, configs: &Configs) -> Result<Run, String> {
     Ok(Run { muxer: started, events, base_ns: None, need_keyframe: true })
 }
 
-/// Feeds the recorder until the channel closes (`Ok`) or it fails (`Err(reason)`).
+/// The guard's verdict now: `Some(reason)` when the recording must not go on.
+/// With `rotate`, the oldest segments are deleted first to make room.
+fn guard_reason(target: &RecordTarget) -> Option<String> {
+    let g = &target.guard;
+    if g.min_free_bytes == 0 {
+        return None;
+    }
+    let free = files::free_bytes(&target.dir)?;
+    if free >= g.min_free_bytes {
+        return None;
+    }
+    if g.rotate {
+        let freed = files::rotate(&g.root, g.min_free_bytes - free);
+        if freed > 0 {
+            info!(freed_bytes = freed, "disk guard: deleted the oldest segments");
+        }
+        if files::free_bytes(&target.dir).is_some_and(|f| f >= g.min_free_bytes) {
+            return None;
+        }
+    }
+    Some(format!("stopped: under {} MB free on the disk", g.min_free_bytes / 1_000_000))
+}
+
+/// Feeds the recorder until the channel closes, it fails, or the guard stops it.
 async fn record(
+    target: &RecordTarget,
     run: &mut Run,
     rx: &mut mpsc::Receiver<Media>,
     configs: &mut Configs,
     status: &watch::Sender<RecordStatus>,
-) -> Result<(), String> {
+) -> Ended {
+    let mut guard = tokio::time::interval(GUARD_EVERY);
     loop {
         tokio::select! {
             ev = run.events.recv() => match ev {
                 Some(MuxEvent::FileOpened) => status.send_modify(|s| s.files += 1),
-                Some(MuxEvent::Failed(reason)) => return Err(reason),
-                Some(MuxEvent::Finished) | None => return Err("the recorder ended unexpectedly".into()),
+                Some(MuxEvent::Failed(reason)) => return Ended::Failed(reason),
+                Some(MuxEvent::Finished) | None => return Ended::Failed("the recorder ended unexpectedly".into()),
             },
+            _ = guard.tick() => {
+                if let Some(reason) = guard_reason(target) {
+                    return Ended::Guarded(reason);
+                }
+            }
             media = rx.recv() => {
-                let Some(media) = media else { return Ok(()) };
+                let Some(media) = media else { return Ended::Closed };
                 if !feed(run, media, configs) {
                     status.send_modify(|s| s.media_discarded += 1);
                 }

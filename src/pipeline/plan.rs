@@ -57,6 +57,8 @@ pub struct RecordPlan {
     pub format: RecordFormat,
     pub segment: Duration,
     pub rungs: Vec<String>,
+    pub min_free_bytes: u64,
+    pub rotate: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -221,6 +223,8 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         format: r.format,
         segment: r.segment,
         rungs: r.rungs.clone(),
+        min_free_bytes: r.min_free_bytes,
+        rotate: r.rotate,
     });
     let a = &config.audio;
     Ok(Plan {

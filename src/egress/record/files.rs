@@ -5,9 +5,9 @@
 use super::RecordTarget;
 use std::path::Path;
 
-/// Room a retry needs: this many seconds of the rung's media, at least 4 MiB.
+/// Room a retry needs: this many seconds of the rung's media, at least 1 MiB.
 const ROOM_SECONDS: u64 = 10;
-const MIN_ROOM: u64 = 4 * 1024 * 1024;
+const MIN_ROOM: u64 = 1024 * 1024;
 
 /// The index after the highest `<rung>-NNNNN.<ext>` already in `dir` (0 if none),
 /// so a recorder restarted after a failure never overwrites a file.
@@ -34,10 +34,51 @@ pub(super) fn free_bytes(path: &Path) -> Option<u64> {
     Some(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
-/// Whether a retry has a chance: enough room for a few seconds of this rung.
+/// Whether a retry has a chance: enough room for a few seconds of this rung
+/// above the disk guard's floor (so a resumed recording does not stop again at once).
 pub(super) fn has_room(target: &RecordTarget) -> bool {
-    let need = (target.bitrate_bps / 8 * ROOM_SECONDS).max(MIN_ROOM);
+    let need = (target.bitrate_bps / 8 * ROOM_SECONDS).max(MIN_ROOM) + target.guard.min_free_bytes;
     free_bytes(&target.dir).is_none_or(|free| free >= need)
+}
+
+/// Deletes the oldest segment files under `root` (every session folder of
+/// the recording, ours only: `<rung>-NNNNN.<mp4|mkv>`) until about `need`
+/// bytes are freed, never the newest file of a folder (it may be being
+/// written). Returns the bytes freed.
+pub(super) fn rotate(root: &Path, need: u64) -> u64 {
+    let mut segments: Vec<(std::time::SystemTime, std::path::PathBuf, u64)> = Vec::new();
+    let Ok(sessions) = std::fs::read_dir(root) else { return 0 };
+    for session in sessions.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+        let Ok(entries) = std::fs::read_dir(session.path()) else { continue };
+        let mut here: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| is_segment(&e.file_name().to_string_lossy()))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, e.path(), m.len()))
+            })
+            .collect();
+        here.sort();
+        here.pop();
+        segments.extend(here);
+    }
+    segments.sort();
+    let mut freed = 0;
+    for (_, path, len) in segments {
+        if freed >= need {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            freed += len;
+        }
+    }
+    freed
+}
+
+fn is_segment(name: &str) -> bool {
+    let Some((stem, ext)) = name.rsplit_once('.') else { return false };
+    let Some((_, digits)) = stem.rsplit_once('-') else { return false };
+    matches!(ext, "mp4" | "mkv") && digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// An I/O error in words, without the path it concerned.
@@ -93,6 +134,35 @@ mod tests {
         assert!(check_dir(&dir.path().join("new/sub")).is_ok());
         assert!(dir.path().join("new/sub").is_dir());
         assert_eq!(std::fs::read_dir(dir.path().join("new/sub")).unwrap().count(), 0, "the probe file is removed");
+    }
+
+    #[test]
+    fn rotation_deletes_the_oldest_segments_first_never_the_newest_of_a_folder_nor_other_files() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("20261201T100000Z"), root.path().join("20261201T110000Z"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let put = |dir: &Path, name: &str, age_s: u64| {
+            let p = dir.join(name);
+            std::fs::write(&p, vec![0u8; 1000]).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(age_s)).unwrap();
+        };
+        put(&a, "720p-00000.mp4", 0);
+        put(&a, "720p-00001.mp4", 10);
+        put(&a, "notes.txt", 1);
+        put(&b, "720p-00000.mp4", 20);
+        put(&b, "720p-00001.mp4", 30);
+        assert_eq!(rotate(root.path(), 1500), 2000);
+        let left = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&a), ["720p-00001.mp4", "notes.txt"], "the oldest went; the newest of a folder and other files stay");
+        assert_eq!(left(&b), ["720p-00001.mp4"]);
+        assert_eq!(rotate(root.path(), 10_000), 0, "only the newest of each folder is left");
     }
 
     #[test]
