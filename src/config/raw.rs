@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub destination: Vec<RawDestination>,
     pub recording: Option<RawRecording>,
     pub egress: Option<RawEgress>,
+    pub input_loss: Option<RawInputLoss>,
     pub mqtt: Option<RawMqtt>,
 }
 
@@ -110,6 +111,18 @@ pub struct RawEgress {
     pub reconnect_initial_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+}
+
+/// What goes out while the capture delivers nothing.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputLoss {
+    /// No frame for this long is input loss (default 500).
+    pub input_loss_ms: Option<u64>,
+    /// The last frame is repeated this long before the slate (default 1000).
+    pub repeat_frame_ms: Option<u64>,
+    /// A PNG or JPEG shown on input loss; default: a built-in card.
+    pub slate_image: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -217,3 +217,33 @@ fn config_d_files_merge_over_the_main_file_in_name_order() {
     assert_eq!(c.ladder.rungs.len(), 3, "profile from the main file kept");
     assert_eq!(c.destinations.len(), 1);
 }
+
+#[test]
+fn input_loss_timings_are_range_checked_and_a_slate_must_be_a_readable_png_or_jpeg() {
+    let c = check(DEST).unwrap();
+    assert_eq!(c.input_loss, InputLoss::default());
+    assert_eq!((c.input_loss.after.as_millis(), c.input_loss.repeat.as_millis()), (500, 1000));
+    refused(&format!("{DEST}[input_loss]\ninput_loss_ms = 20\n"), "input_loss.input_loss_ms", "outside 100..10000");
+    refused(&format!("{DEST}[input_loss]\ninput_loss_ms = 60000\n"), "input_loss.input_loss_ms", "outside");
+    refused(&format!("{DEST}[input_loss]\nrepeat_frame_ms = 600000\n"), "input_loss.repeat_frame_ms", "outside 0..60000");
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| format!("{DEST}[input_loss]\nslate_image = \"{}\"\n", dir.path().join(name).display());
+    refused(&at("absent.png"), "input_loss.slate_image", "does not exist");
+    std::fs::write(dir.path().join("notes.png"), b"not an image at all").unwrap();
+    refused(&at("notes.png"), "input_loss.slate_image", "is not a PNG or JPEG image");
+    std::fs::write(dir.path().join("empty.jpg"), b"").unwrap();
+    refused(&at("empty.jpg"), "input_loss.slate_image", "is not a PNG or JPEG image");
+    refused(&format!("{DEST}[input_loss]\nslate_image = \"{}\"\n", dir.path().display()), "input_loss.slate_image", "is a directory");
+    std::fs::write(dir.path().join("slate.png"), b"\x89PNG\r\n\x1a\n rest").unwrap();
+    std::fs::write(dir.path().join("slate.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]).unwrap();
+    for ok in ["slate.png", "slate.jpg"] {
+        assert_eq!(check(&at(ok)).unwrap().input_loss.slate_image, Some(dir.path().join(ok)));
+    }
+    // An unreadable file (mode 000) is refused as such, unless we run as root.
+    let locked = dir.path().join("locked.png");
+    std::fs::write(&locked, b"\x89PNG\r\n\x1a\n").unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&locked).is_err() {
+        refused(&at("locked.png"), "input_loss.slate_image", "cannot be read");
+    }
+}

@@ -250,6 +250,7 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     pub recording: Option<Recording>,
     pub egress: EgressOptions,
+    pub input_loss: InputLoss,
     /// Fleet control; `None` = standalone (streams from boot, no remote control).
     pub mqtt: Option<Mqtt>,
 }
@@ -258,6 +259,23 @@ impl Config {
     /// Something receives the stream: a destination or the local recording.
     pub fn has_output(&self) -> bool {
         !self.destinations.is_empty() || self.recording.is_some()
+    }
+}
+
+/// What the outputs carry while the capture delivers nothing: the last
+/// frame for `repeat`, then the slate (the image, or a built-in card).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputLoss {
+    /// No frame for this long is input loss.
+    pub after: Duration,
+    pub repeat: Duration,
+    /// A PNG or JPEG (checked to be one); scaled to the picture size.
+    pub slate_image: Option<PathBuf>,
+}
+
+impl Default for InputLoss {
+    fn default() -> Self {
+        InputLoss { after: Duration::from_millis(500), repeat: Duration::from_millis(1000), slate_image: None }
     }
 }
 

@@ -63,6 +63,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     let state_dir = raw.state_dir.unwrap_or(default_state_dir);
     let recording = recording(raw.recording, &state_dir, &rung_names, &mut e);
     let egress = egress(raw.egress.unwrap_or_default(), &mut e);
+    let input_loss = input_loss(raw.input_loss.unwrap_or_default(), &mut e);
     let mqtt_given = raw.mqtt.is_some();
     let mqtt = raw.mqtt.and_then(|m| super::mqtt::mqtt(m, &device_id, &mut e));
     // Under fleet control a box may wait for its destination to be configured
@@ -85,6 +86,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
         destinations,
         recording,
         egress,
+        input_loss,
         mqtt,
     })
 }
@@ -456,4 +458,45 @@ fn egress(g: RawEgress, e: &mut Errors) -> EgressOptions {
         reconnect_max: Duration::from_millis(max),
         connect_timeout: Duration::from_millis(timeout),
     }
+}
+
+pub const INPUT_LOSS_MS_RANGE: (u64, u64) = (100, 10_000);
+pub const REPEAT_FRAME_MS_MAX: u64 = 60_000;
+
+fn input_loss(l: RawInputLoss, e: &mut Errors) -> InputLoss {
+    let d = InputLoss::default();
+    let after = l.input_loss_ms.unwrap_or(d.after.as_millis() as u64);
+    let repeat = l.repeat_frame_ms.unwrap_or(d.repeat.as_millis() as u64);
+    let (lo, hi) = INPUT_LOSS_MS_RANGE;
+    if !(lo..=hi).contains(&after) {
+        e.add("input_loss.input_loss_ms", format!("is outside {lo}..{hi}"));
+    }
+    if repeat > REPEAT_FRAME_MS_MAX {
+        e.add("input_loss.repeat_frame_ms", format!("is outside 0..{REPEAT_FRAME_MS_MAX}"));
+    }
+    if let Some(path) = &l.slate_image
+        && let Err(why) = check_image(path)
+    {
+        e.add("input_loss.slate_image", why);
+    }
+    InputLoss { after: Duration::from_millis(after), repeat: Duration::from_millis(repeat), slate_image: l.slate_image }
+}
+
+/// Whether `path` is a PNG or JPEG fieldcast can read (by its signature);
+/// the reason (never the path) when not.
+fn check_image(path: &std::path::Path) -> Result<(), &'static str> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err("does not exist"),
+        Err(_) => return Err("cannot be read"),
+    };
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("is a directory, not a PNG or JPEG image");
+    }
+    let mut head = [0u8; 8];
+    let n = f.read(&mut head).map_err(|_| "cannot be read")?;
+    let png = n == 8 && head == *b"\x89PNG\r\n\x1a\n";
+    let jpeg = n >= 3 && head[..3] == [0xFF, 0xD8, 0xFF];
+    if png || jpeg { Ok(()) } else { Err("is not a PNG or JPEG image") }
 }

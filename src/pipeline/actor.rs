@@ -72,7 +72,7 @@ impl PipelineHandle {
 
 /// Starts the pipeline and its actor. Events arrive on the returned receiver.
 pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEvent>), ActorError> {
-    let Built { pipeline, stats, eos_pads } = built;
+    let Built { pipeline, stats, eos_pads, mut input } = built;
     let (event_tx, event_rx) = mpsc::channel(64);
     let (bus_tx, bus_rx) = mpsc::unbounded_channel::<BusEvent>();
     let done = Arc::new(AtomicBool::new(false));
@@ -87,9 +87,10 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
         let _ = pipeline.set_state(gst::State::Null);
         return Err(ActorError::Start(e.to_string()));
     }
+    input.start(&pipeline);
     let (tx, rx) = mpsc::channel(8);
     let handle = PipelineHandle { tx, stats, pipeline: pipeline.clone() };
-    tokio::spawn(run(pipeline, eos_pads, rx, bus_rx, event_tx, done));
+    tokio::spawn(run(pipeline, eos_pads, input, rx, bus_rx, event_tx, done));
     Ok((handle, event_rx))
 }
 
@@ -135,6 +136,7 @@ fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<Atom
 async fn run(
     pipeline: gst::Pipeline,
     eos_pads: Vec<gst::Pad>,
+    mut input: super::input::InputRuntime,
     mut commands: mpsc::Receiver<Command>,
     mut bus: mpsc::UnboundedReceiver<BusEvent>,
     events: mpsc::Sender<PipelineEvent>,
@@ -169,6 +171,8 @@ async fn run(
     // Sending EOS can block behind a stalled streaming thread: never on a runtime worker.
     let (p, pads) = (pipeline.clone(), eos_pads.clone());
     let send = tokio::task::spawn_blocking(move || {
+        // The frame clock stops first: its appsrc then ends the video.
+        input.stop();
         p.send_event(gst::event::Eos::new());
         for pad in &pads {
             pad.send_event(gst::event::Eos::new());

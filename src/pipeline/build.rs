@@ -50,9 +50,10 @@ pub struct Taps {
 pub struct Built {
     pub pipeline: gst::Pipeline,
     pub stats: Arc<PipelineStats>,
-    /// Where a stop injects EOS besides the sources: the capture tee, since a
-    /// frozen test pattern's source has long finished and would never send one.
+    /// Where a stop injects EOS besides the sources: the capture tee.
     pub eos_pads: Vec<gst::Pad>,
+    /// The real capture and the frame clock feeding the output's appsrc.
+    pub input: super::input::InputRuntime,
 }
 
 fn make(factory: &str) -> Result<gst::Element, BuildError> {
@@ -103,19 +104,32 @@ fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
 pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     let pipeline = gst::Pipeline::with_name("fieldcast");
     let stats = Arc::new(PipelineStats::new(plan.rungs.iter().map(|r| r.name.clone())));
-    let (video_out, audio_from_source) = super::source::video(&pipeline, plan, &stats)?;
-
-    // Node 0: the capture, normalised once to I420 at the planned size and rate.
-    let convert = make("videoconvert")?;
-    let caps = capsfilter(raw_caps(plan.format.width, plan.format.height, plan))?;
+    // Node 0: the frame clock's output, I420 at the planned size and rate
+    // (the capture itself runs in its own pipeline, see `input`).
+    let appsrc = gst_app::AppSrc::builder()
+        .name("frames")
+        .caps(&raw_caps(plan.format.width, plan.format.height, plan))
+        .format(gst::Format::Time)
+        .is_live(true)
+        .do_timestamp(false)
+        .block(true)
+        .build();
+    appsrc.set_property("max-buffers", 2u64);
     let capture_tee = make_named("tee", "capture")?;
-    pipeline.add_many([&convert, &caps, &capture_tee])?;
-    gst::Element::link_many([&video_out, &convert, &caps, &capture_tee]).map_err(|_| BuildError::Link("capture".into()))?;
+    pipeline.add_many([appsrc.upcast_ref(), &capture_tee])?;
+    appsrc.link(&capture_tee).map_err(|_| BuildError::Link("capture".into()))?;
     let eos_pads = vec![capture_tee.static_pad("sink").expect("tee sink")];
     let frame_ns = plan.format.fps.frame_ns();
     keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns);
-    super::stats::install_capture_probe(&capture_tee.static_pad("sink").expect("tee sink"), stats.clone());
     watch_capture_eos(&capture_tee);
+    // A file's own audio arrives from the capture pipeline through an appsrc.
+    let audio_bridge = (plan.audio.audio.source == AudioSource::File).then(|| {
+        gst_app::AppSrc::builder().name("file_audio").format(gst::Format::Time).is_live(true).do_timestamp(true).build()
+    });
+    if let Some(b) = &audio_bridge {
+        pipeline.add(b)?;
+    }
+    let audio_from_source = audio_bridge.as_ref().map(|b| b.clone().upcast::<gst::Element>());
     snapshot_tap(&pipeline, &capture_tee)?;
 
     // The cascade: each node scaled from its parent's tee.
@@ -150,7 +164,9 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&rung_tee, &q, &sink]).map_err(|_| BuildError::Link(format!("{} appsink", rung.name)))?;
     }
-    Ok(Built { pipeline, stats, eos_pads })
+    let mute = pipeline.by_name(super::source::AUDIO_MUTE);
+    let input = super::input::InputRuntime::new(plan, stats.clone(), appsrc, audio_bridge, mute)?;
+    Ok(Built { pipeline, stats, eos_pads, input })
 }
 
 /// Name prefix of each rung's encoder input queue (its fill level is telemetry).
@@ -177,8 +193,9 @@ fn snapshot_tap(pipeline: &gst::Pipeline, capture_tee: &gst::Element) -> Result<
     gst::Element::link_many([capture_tee, &q, &sink]).map_err(|_| BuildError::Link("snapshot tap".into()))
 }
 
-/// Name of the bus message posted when the capture ends (a file source):
-/// live audio never ends by itself, so the pipeline would never post EOS.
+/// Name of the bus message posted when the capture ends for good (a
+/// one-shot file): live audio never ends by itself, so the pipeline would
+/// never post EOS.
 pub const SOURCE_ENDED: &str = "fieldcast-source-ended";
 
 fn watch_capture_eos(tee: &gst::Element) {

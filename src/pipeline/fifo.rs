@@ -40,6 +40,26 @@ pub async fn feeder_present(path: &Path, wait: Duration) -> bool {
     .unwrap_or(false)
 }
 
+/// For a FIFO being reopened by the capture: a reader (opened without
+/// blocking) once a feeder has written into it within `wait`, else `None`.
+/// Kept open until the capture has opened the FIFO too, so the feeder never
+/// finds itself without a reader in between.
+pub fn reader_with_feeder(path: &Path, wait: Duration) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).ok()?;
+    let mut fds = [libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, owned by `file`, which outlives the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+    if ready > 0 && fds[0].revents & libc::POLLIN != 0 {
+        return Some(file);
+    }
+    // A feeder that came and went leaves HUP set on this reader: a fresh one next time.
+    if ready > 0 {
+        std::thread::sleep(wait);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

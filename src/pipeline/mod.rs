@@ -1,14 +1,19 @@
 //! The media pipeline: [`plan`] computes the ladder as plain data,
-//! [`build`] turns a plan into GStreamer elements, [`keyframes`] keeps every
-//! rung's IDRs on one clock, [`actor`] owns the running pipeline,
-//! [`snapshot`] turns its newest frame into a JPEG.
+//! [`build`] turns a plan into GStreamer elements, [`input`] keeps the real
+//! capture in its own pipeline, [`pacer`] is the output's frame clock
+//! (constant frame rate; the last frame then the [`slate`] on input loss),
+//! [`keyframes`] keeps every rung's IDRs on one clock, [`actor`] owns the
+//! running pipeline, [`snapshot`] turns its newest frame into a JPEG.
 
 pub mod actor;
 pub mod build;
 pub mod fifo;
+pub mod input;
 pub mod keyframes;
+pub mod pacer;
 pub mod plan;
 pub mod probe;
+pub mod slate;
 pub mod snapshot;
 pub mod source;
 pub mod stats;

@@ -77,6 +77,12 @@ pub struct Plan {
     #[serde(skip)]
     pub source: Source,
     pub source_kind: &'static str,
+    /// Shown on the built-in slate.
+    #[serde(skip)]
+    pub device_id: String,
+    /// What goes out while the capture delivers nothing.
+    #[serde(skip)]
+    pub input_loss: crate::config::InputLoss,
     pub format: SourceFormat,
     pub scalers: Vec<ScaleNode>,
     pub rungs: Vec<RungPlan>,
@@ -231,6 +237,8 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         board: board.name.clone(),
         source: config.source.clone(),
         source_kind: config.source.kind(),
+        device_id: config.device_id.clone(),
+        input_loss: config.input_loss.clone(),
         format,
         scalers,
         rungs,

@@ -142,6 +142,9 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
     }
 }
 
+/// The volume element that silences a separate audio source while the slate is on.
+pub const AUDIO_MUTE: &str = "input_mute";
+
 /// The shared audio: source -> 48 kHz (or 44.1) stereo -> AAC-LC once -> tee.
 pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Element>) -> Result<gst::Element, BuildError> {
     let a = &plan.audio;
@@ -155,6 +158,8 @@ pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Ele
         }
     };
     let conv = gst::ElementFactory::make("audioconvert").build()?;
+    // Silent audio with the slate (the pacer mutes it), for a source beside the video.
+    let mute = gst::ElementFactory::make("volume").name(AUDIO_MUTE).build()?;
     let resample = gst::ElementFactory::make("audioresample").build()?;
     let raw = gst::Caps::builder("audio/x-raw").field("rate", a.sample_rate as i32).field("channels", a.channels as i32).build();
     let raw_filter = gst::ElementFactory::make("capsfilter").property("caps", raw).build()?;
@@ -171,8 +176,8 @@ pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Ele
     let out = gst::Caps::builder("audio/mpeg").field("mpegversion", 4i32).field("stream-format", "raw").build();
     let out_filter = gst::ElementFactory::make("capsfilter").property("caps", out).build()?;
     let tee = gst::ElementFactory::make("tee").name("audio").build()?;
-    pipeline.add_many([&conv, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])?;
-    gst::Element::link_many([&src, &conv, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])
+    pipeline.add_many([&conv, &mute, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])?;
+    gst::Element::link_many([&src, &conv, &mute, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])
         .map_err(|_| BuildError::Link("audio chain".into()))?;
     Ok(tee)
 }

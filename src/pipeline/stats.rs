@@ -1,13 +1,15 @@
-//! Counters the pipeline keeps while it runs: frames captured and when the
-//! last one arrived (a stalled capture stops the watchdog), and per rung the
-//! encoded frames, bytes and keyframes. Telemetry reads them; nothing here
-//! blocks a streaming thread.
+//! Counters the pipeline keeps while it runs: frames captured from the real
+//! source and when the last one arrived (a stalled capture stops the
+//! watchdog; slate frames never count), what the output's frame clock filled
+//! in (repeated frames, slate frames) and whether the input is lost, and per
+//! rung the encoded frames, bytes and keyframes. Telemetry reads them;
+//! nothing here blocks a streaming thread.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default)]
 pub struct RungStats {
@@ -34,7 +36,26 @@ pub struct PipelineStats {
     pub captured_frames: AtomicU64,
     /// Nanoseconds after `started` when the last frame was captured (0 = none yet).
     last_capture_ns: AtomicU64,
+    /// Output frames that repeated the previous one (the capture had none in time).
+    pub frames_repeated: AtomicU64,
+    /// Output frames that were the slate.
+    pub slate_frames: AtomicU64,
+    /// Captured frames the output never used (the capture ran ahead of the output clock).
+    pub frames_skipped: AtomicU64,
+    /// Unix milliseconds when the input was lost; 0 while it delivers.
+    lost_at_ms: AtomicU64,
+    slate_on: AtomicBool,
     rungs: Vec<(String, Arc<RungStats>)>,
+}
+
+/// Whether the real input delivers, as status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSignal {
+    pub signal: bool,
+    /// When the input was lost (while it is).
+    pub since: Option<SystemTime>,
+    /// The slate is on the air.
+    pub slate: bool,
 }
 
 impl PipelineStats {
@@ -43,6 +64,11 @@ impl PipelineStats {
             started: Instant::now(),
             captured_frames: AtomicU64::new(0),
             last_capture_ns: AtomicU64::new(0),
+            frames_repeated: AtomicU64::new(0),
+            slate_frames: AtomicU64::new(0),
+            frames_skipped: AtomicU64::new(0),
+            lost_at_ms: AtomicU64::new(0),
+            slate_on: AtomicBool::new(false),
             rungs: names.map(|n| (n, Arc::new(RungStats::default()))).collect(),
         }
     }
@@ -68,6 +94,33 @@ impl PipelineStats {
     }
 }
 
+impl PipelineStats {
+    pub(super) fn set_lost(&self, at: SystemTime) {
+        let ms = at.duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64).max(1);
+        self.lost_at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_back(&self) {
+        self.lost_at_ms.store(0, Ordering::Relaxed);
+        self.slate_on.store(false, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_slate(&self, on: bool) {
+        self.slate_on.store(on, Ordering::Relaxed);
+    }
+
+    pub fn input_signal(&self) -> InputSignal {
+        let ms = self.lost_at_ms.load(Ordering::Relaxed);
+        InputSignal {
+            signal: ms == 0,
+            since: (ms != 0).then(|| UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            slate: self.slate_on.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts the real source's frames (on the capture's own branch, before
+/// the output's frame clock: slate and repeated frames never pass here).
 pub fn install_capture_probe(pad: &gst::Pad, stats: Arc<PipelineStats>) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
         stats.on_capture();

@@ -1,13 +1,16 @@
-//! Whether the input really arrives, in real time: `live` must not be
-//! claimed while nothing reaches the channel (input lost) or while the box
-//! delivers a fraction of the frames it promised (a source beyond what it
-//! can capture and scale). Judged from the capture's own counters, pure.
+//! Whether the input really arrives in real time: `live` must not be
+//! claimed while the box delivers a fraction of the frames it promised (a
+//! source beyond what it can capture and scale). A lost input is not
+//! judged here: the outputs carry the slate, the box stays `live` and
+//! status says `input.signal: false` (see [`input_json`]). Judged from the
+//! capture's own counters, pure.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// No frame for this long: the input is lost (telemetry's `signal` agrees).
-pub const INPUT_LOSS: Duration = Duration::from_secs(2);
+/// No frame for this long (the default `input_loss_ms`): lost, not slow;
+/// the rate window starts again once frames return.
+pub const INPUT_LOSS: Duration = Duration::from_millis(500);
 /// The capture rate is judged over this window...
 const WINDOW: Duration = Duration::from_secs(5);
 /// ...and must reach this share of the configured frame rate.
@@ -39,18 +42,30 @@ impl RateWindow {
             self.samples.pop_front();
         }
         if since_last.is_some_and(|s| s >= INPUT_LOSS) {
-            // Gone is gone: the rate window starts again once frames return.
+            // Lost (the slate is on air): not slow; the rate window starts
+            // again once frames return.
             self.samples.clear();
-            return Some("input: no signal".into());
+            return None;
         }
         let (t0, c0) = *self.samples.front()?;
-        let span = now.duration_since(t0);
-        if span < WINDOW {
+        // Up to the newest frame, not to now: the onset of a loss is not slowness.
+        let end = now.checked_sub(since_last.unwrap_or_default()).unwrap_or(now);
+        let span = end.saturating_duration_since(t0);
+        if now.duration_since(t0) < WINDOW || span < WINDOW / 2 {
             return None;
         }
         let measured = (captured - c0) as f64 / span.as_secs_f64();
         (measured < fps * REAL_TIME).then(|| format!("not real time: capturing {measured:.0} of {fps:.0} fps"))
     }
+}
+
+/// The input as status shows it: `{signal, since, slate}`.
+pub fn input_json(i: &crate::pipeline::stats::InputSignal) -> serde_json::Value {
+    serde_json::json!({
+        "signal": i.signal,
+        "since": i.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        "slate": i.slate,
+    })
 }
 
 #[cfg(test)]
@@ -81,10 +96,17 @@ mod tests {
     }
 
     #[test]
-    fn no_frame_for_two_seconds_is_input_loss_and_a_new_session_starts_a_new_window() {
+    fn a_lost_input_is_not_called_slow_and_a_new_session_starts_a_new_window() {
         let mut w = RateWindow::default();
         let start = Instant::now();
-        assert_eq!(w.judge(start, start + Duration::from_secs(9), 300, Some(Duration::from_millis(2500)), 30.0).as_deref(), Some("input: no signal"));
+        assert_eq!(w.judge(start, start + Duration::from_secs(9), 300, Some(Duration::from_millis(2500)), 30.0), None);
+        // The onset of a loss (frames stopped 0.4 s ago, in real time until then) is not slow either.
+        let mut w = RateWindow::default();
+        for i in 0..=12u64 {
+            let since = if i < 12 { Duration::ZERO } else { Duration::from_millis(400) };
+            let captured = if i < 12 { i * 15 } else { 11 * 15 + 3 };
+            assert_eq!(w.judge(start, start + Duration::from_millis(500 * i), captured, Some(since), 30.0), None, "at {i}");
+        }
         assert_eq!(w.judge(start, start + Duration::from_secs(9), 300, Some(Duration::from_millis(100)), 30.0), None);
         // Within the first window nothing is judged slow (start-up).
         let next = start + Duration::from_secs(60);

@@ -127,6 +127,7 @@ impl Supervisor {
                     continue;
                 }
                 _ = health.tick() => {
+                    self.watch_input();
                     let Some(s) = &self.session else { continue };
                     let stats = &s.pipeline.stats;
                     let input = self.input_rate.judge(
@@ -231,6 +232,17 @@ impl Supervisor {
         }
         if let Some(r) = &mut self.remote {
             r.state_changed(&previous, &self.shown);
+        }
+    }
+
+    /// Tells the fleet when the input is lost or back (the box stays `live`:
+    /// the outputs carry the slate).
+    fn watch_input(&mut self) {
+        let now = self.session.as_ref().map(|s| s.pipeline.stats.input_signal());
+        if let Some(r) = &mut self.remote
+            && r.input != now
+        {
+            r.input_changed(&self.machine.state, now);
         }
     }
 

@@ -62,6 +62,8 @@ pub(super) struct Remote {
     /// Retained commands already refused (topic and payload, hashed), so
     /// one that the broker keeps delivering is answered once.
     pub(super) retained_refused: HashSet<u64>,
+    /// The input as the status shows it (`None` without a session).
+    pub(super) input: Option<crate::pipeline::stats::InputSignal>,
 }
 
 const REPLY_MEMORY: usize = 256;
@@ -129,6 +131,7 @@ impl Remote {
             recording_dir: config.recording.as_ref().map(|r| r.dir.clone()),
             clearing: HashSet::new(),
             retained_refused: HashSet::new(),
+            input: None,
         };
         remote.report_config(match &reported_error {
             Some(e) => ("rejected", Some(e)),
@@ -168,7 +171,20 @@ impl Remote {
             "desired": self.saved.run,
             "config_version": self.saved.config_version,
             "mqtt_protocol": self.protocol.map(Protocol::as_str),
+            "input": self.input.as_ref().map(super::input_health::input_json),
         })
+    }
+
+    /// The input was lost or came back, or the slate went on: an event
+    /// (`input_lost`, `input_back`) and the status again.
+    pub(super) fn input_changed(&mut self, state: &State, input: Option<crate::pipeline::stats::InputSignal>) {
+        let was = std::mem::replace(&mut self.input, input);
+        match (was.map(|i| i.signal), input) {
+            (Some(true), Some(i)) if !i.signal => self.event("input_lost", super::input_health::input_json(&i)),
+            (Some(false), Some(i)) if i.signal => self.event("input_back", json!({"lost_since": was.and_then(|w| w.since).map(|t| humantime::format_rfc3339_millis(t).to_string())})),
+            _ => {}
+        }
+        self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
     }
 
     pub(super) fn event(&self, kind: &str, mut body: Value) {

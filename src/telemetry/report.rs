@@ -57,11 +57,13 @@ impl Reporter {
         let stats = &s.pipeline.stats;
         let captured = stats.captured_frames.load(Ordering::Relaxed);
         let fps = s.plan.format.fps.as_f64();
-        let signal = stats.since_last_capture().is_some_and(|d| d.as_secs_f64() < 2.0);
+        let signal = stats.input_signal();
         // Frames the live source should have delivered but did not.
         let expected = (now.duration_since(s.started).as_secs_f64() * fps) as u64;
         out["input"] = json!({
-            "signal": signal,
+            "signal": signal.signal,
+            "since": signal.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            "slate": signal.slate,
             "kind": s.plan.source_kind,
             "width": s.plan.format.width,
             "height": s.plan.format.height,
@@ -69,6 +71,9 @@ impl Reporter {
             "fps": round2((captured - mark.as_ref().map_or(0, |m| m.captured)) as f64 / secs),
             "frames_captured": captured,
             "frames_missing": expected.saturating_sub(captured + 2 * fps as u64),
+            "frames_repeated": stats.frames_repeated.load(Ordering::Relaxed),
+            "frames_skipped": stats.frames_skipped.load(Ordering::Relaxed),
+            "slate_frames": stats.slate_frames.load(Ordering::Relaxed),
         });
         let mut rung_marks = HashMap::new();
         let mut rungs = Vec::new();

@@ -1,0 +1,361 @@
+//! The real input, kept apart from the encoders: the capture runs in its own
+//! pipeline (source, convert, scale to the planned picture) ending in an
+//! appsink that hands frames to a short [`Feed`]; the output pipeline starts
+//! at an appsrc fed by the frame clock ([`super::pacer`]). So a capture that
+//! stalls, fails (a device unplugged) or ends (a FIFO's feeder gone) never
+//! stops the encoders or the publishes: the frame clock repeats the last
+//! frame, then shows the slate, while the capture is reopened here (a new
+//! format is scaled into the same ladder).
+
+use super::build::BuildError;
+use super::plan::Plan;
+use super::stats::PipelineStats;
+use crate::config::{AtEnd, Source};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Captured frames waiting for the frame clock: enough to ride out jitter,
+/// few enough to add little latency; past it the oldest is skipped.
+const FEED_DEPTH: usize = 3;
+/// Between reopening attempts of a failed capture.
+const REOPEN_INITIAL: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+/// Frames from the capture to the frame clock.
+#[derive(Default)]
+pub struct Feed {
+    frames: Mutex<VecDeque<gst::Buffer>>,
+    /// The input ended for good (a one-shot file): the output ends too.
+    ended: AtomicBool,
+}
+
+impl Feed {
+    fn push(&self, b: gst::Buffer, stats: &PipelineStats) {
+        let mut q = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= FEED_DEPTH {
+            q.pop_front();
+            stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(b);
+    }
+
+    pub fn pop(&self) -> Option<gst::Buffer> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// The input side of a session: built with the output pipeline, started once
+/// it plays, stopped before its EOS.
+pub struct InputRuntime {
+    plan: Plan,
+    stats: Arc<PipelineStats>,
+    appsrc: gst_app::AppSrc,
+    /// The output pipeline's appsrc for a file's own audio.
+    audio_bridge: Option<gst_app::AppSrc>,
+    mute: Option<gst::Element>,
+    slate: Option<super::slate::Slate>,
+    stop: Arc<AtomicBool>,
+    waiting: Arc<Mutex<Option<gst::SingleShotClockId>>>,
+    threads: Vec<(&'static str, std::sync::mpsc::Receiver<()>)>,
+}
+
+impl InputRuntime {
+    pub fn new(
+        plan: &Plan,
+        stats: Arc<PipelineStats>,
+        appsrc: gst_app::AppSrc,
+        audio_bridge: Option<gst_app::AppSrc>,
+        mute: Option<gst::Element>,
+    ) -> Result<InputRuntime, BuildError> {
+        let slate = super::slate::build(plan)?;
+        Ok(InputRuntime {
+            plan: plan.clone(),
+            stats,
+            appsrc,
+            audio_bridge,
+            mute,
+            slate: Some(slate),
+            stop: Arc::new(AtomicBool::new(false)),
+            waiting: Arc::default(),
+            threads: Vec::new(),
+        })
+    }
+
+    /// Starts the capture and the frame clock (the output pipeline is going to PLAYING).
+    pub fn start(&mut self, output: &gst::Pipeline) {
+        let feed = Arc::new(Feed::default());
+        let setup = super::pacer::PacerSetup {
+            appsrc: self.appsrc.clone(),
+            pipeline: output.clone(),
+            feed: feed.clone(),
+            slate: self.slate.take().expect("started once"),
+            mute: self.mute.clone(),
+            stats: self.stats.clone(),
+            fps: self.plan.format.fps,
+            after: self.plan.input_loss.after,
+            repeat: self.plan.input_loss.repeat,
+            stop: self.stop.clone(),
+            waiting: self.waiting.clone(),
+        };
+        self.threads.push(("frame clock", spawn("frame-clock", move || super::pacer::run(setup))));
+        let capture = Capture {
+            plan: self.plan.clone(),
+            stats: self.stats.clone(),
+            feed,
+            audio_bridge: self.audio_bridge.clone(),
+            output: output.downgrade(),
+            stop: self.stop.clone(),
+        };
+        self.threads.push(("capture", spawn("capture", move || capture.run())));
+    }
+
+    /// Stops the frame clock (which ends the output's video with EOS) and the
+    /// capture, waiting a bounded time: a capture blocked reading a stalled
+    /// FIFO is left to finish on its own.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(id) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            id.unschedule();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for (name, done) in self.threads.drain(..) {
+            if done.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+                warn!(thread = name, "did not stop in time; leaving it");
+            }
+        }
+        // Never started: the output still needs its EOS.
+        let _ = self.appsrc.end_of_stream();
+    }
+}
+
+/// Runs `f` on a named thread; the receiver hears when it returns.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            f();
+            let _ = tx.send(());
+        })
+        .expect("spawn an input thread");
+    rx
+}
+
+struct Capture {
+    plan: Plan,
+    stats: Arc<PipelineStats>,
+    feed: Arc<Feed>,
+    audio_bridge: Option<gst_app::AppSrc>,
+    output: gst::glib::WeakRef<gst::Pipeline>,
+    stop: Arc<AtomicBool>,
+}
+
+/// How one run of the capture pipeline ended.
+enum Ended {
+    Stopped,
+    Failed,
+    Eos,
+}
+
+impl Capture {
+    fn run(self) {
+        let mut delay = REOPEN_INITIAL;
+        let mut first = true;
+        while !self.stop.load(Ordering::Acquire) {
+            let format = if first { self.plan.format } else { self.reprobe() };
+            let opened = if first { None } else { self.wait_for_feeder() };
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let ended = match self.build(format) {
+                Ok(p) => {
+                    let r = self.play(&p, opened);
+                    // After an error or EOS the streaming threads are done: quick.
+                    let _ = p.set_state(gst::State::Null);
+                    r
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot build the capture");
+                    Ended::Failed
+                }
+            };
+            first = false;
+            match ended {
+                Ended::Stopped => break,
+                Ended::Eos if self.at_end() == AtEnd::Stop => {
+                    info!("source ended");
+                    self.feed.ended.store(true, Ordering::Release);
+                    if let Some(p) = self.output.upgrade() {
+                        let _ = p.post_message(gst::message::Application::new(gst::Structure::new_empty(super::build::SOURCE_ENDED)));
+                    }
+                    break;
+                }
+                Ended::Eos => {
+                    info!("source ended: reopening it (the outputs carry the slate meanwhile)");
+                    delay = REOPEN_INITIAL;
+                }
+                Ended::Failed => {
+                    self.sleep(delay);
+                    delay = (delay * 2).min(REOPEN_MAX);
+                }
+            }
+        }
+    }
+
+    fn at_end(&self) -> AtEnd {
+        match &self.plan.source {
+            Source::File { at_end, .. } => *at_end,
+            _ => AtEnd::Reopen,
+        }
+    }
+
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while !self.stop.load(Ordering::Acquire) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The format a reopened device delivers now (it may have changed); a
+    /// file or FIFO is not probed (a probe would steal a FIFO's data), its
+    /// decoder negotiates whatever comes.
+    fn reprobe(&self) -> super::plan::SourceFormat {
+        match &self.plan.source {
+            Source::V4l2 { .. } | Source::DeckLink { .. } => super::probe::resolve_format(&self.plan.source).unwrap_or(self.plan.format),
+            _ => self.plan.format,
+        }
+    }
+
+    /// A FIFO being reopened: waits (interruptibly) for a feeder, and keeps
+    /// a reader open until the capture has opened it, so the feeder is not
+    /// cut off in between.
+    fn wait_for_feeder(&self) -> Option<std::fs::File> {
+        let Source::File { path, .. } = &self.plan.source else { return None };
+        if !super::fifo::is_fifo(path) {
+            return None;
+        }
+        while !self.stop.load(Ordering::Acquire) {
+            if let Some(f) = super::fifo::reader_with_feeder(path, Duration::from_millis(200)) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    fn build(&self, format: super::plan::SourceFormat) -> Result<gst::Pipeline, BuildError> {
+        let pipeline = gst::Pipeline::with_name("capture");
+        let mut plan = self.plan.clone();
+        plan.format = format;
+        let (video, audio) = super::source::video(&pipeline, &plan, &self.stats)?;
+        let convert = gst::ElementFactory::make("videoconvert").build()?;
+        let scale = gst::ElementFactory::make("videoscale").property("add-borders", true).build()?;
+        let f = self.plan.format;
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", f.width as i32)
+            .field("height", f.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build();
+        let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+        let (feed, stats) = (self.feed.clone(), self.stats.clone());
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .max_buffers(2)
+            .callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        if let Some(b) = sample.buffer_owned() {
+                            feed.push(b, &stats);
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            )
+            .build();
+        pipeline.add_many([&convert, &scale, &filter, sink.upcast_ref()])?;
+        gst::Element::link_many([&video, &convert, &scale, &filter, sink.upcast_ref()])
+            .map_err(|_| BuildError::Link("capture".into()))?;
+        super::stats::install_capture_probe(&sink.static_pad("sink").expect("appsink sink"), self.stats.clone());
+        if let Some(audio) = audio {
+            self.bridge_audio(&pipeline, &audio)?;
+        }
+        Ok(pipeline)
+    }
+
+    /// A file's own audio crosses to the output pipeline, stamped there on arrival.
+    fn bridge_audio(&self, pipeline: &gst::Pipeline, from: &gst::Element) -> Result<(), BuildError> {
+        let Some(bridge) = self.audio_bridge.clone() else { return Ok(()) };
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        if let Some(caps) = sample.caps_owned()
+                            && bridge.caps().as_ref() != Some(&caps)
+                        {
+                            bridge.set_caps(Some(&caps));
+                        }
+                        if let Some(b) = sample.buffer() {
+                            let mut b = b.copy();
+                            let m = b.make_mut();
+                            m.set_pts(gst::ClockTime::NONE);
+                            m.set_dts(gst::ClockTime::NONE);
+                            let _ = bridge.push_buffer(b);
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            )
+            .build();
+        pipeline.add(&sink)?;
+        from.link(&sink).map_err(|_| BuildError::Link("file audio".into()))
+    }
+
+    /// Plays one capture pipeline until it fails, ends or is stopped.
+    fn play(&self, pipeline: &gst::Pipeline, feeder: Option<std::fs::File>) -> Ended {
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            warn!("the capture cannot start; retrying");
+            return Ended::Failed;
+        }
+        let mut feeder = feeder;
+        let opened_at = Instant::now();
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return Ended::Stopped;
+            }
+            // Our reader of a reopened FIFO goes once the capture holds it open.
+            if feeder.is_some() && opened_at.elapsed() > Duration::from_secs(1) {
+                feeder = None;
+            }
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else { continue };
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let element = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    warn!(%element, error = %e.error(), "the capture failed; reopening it (the outputs carry the slate meanwhile)");
+                    return Ended::Failed;
+                }
+                gst::MessageView::Eos(_) => return Ended::Eos,
+                _ => {}
+            }
+        }
+    }
+}
