@@ -151,7 +151,8 @@ impl Session {
         }
         let plan = make_plan(config, board)?;
         let mut taps = Taps::default();
-                let egress: Vec<OutputHandle> = plan.outputs.iter().map(egress::spawn).collect();
+        let mut gates = egress::resume::ResumeGates::default();
+        let egress: Vec<OutputHandle> = plan.outputs.iter().map(|p| egress::spawn(p, &mut gates)).collect();
         for e in &egress {
             taps.video.entry(e.rung.clone()).or_default().push(e.sender.clone());
             taps.audio.push(e.sender.clone());

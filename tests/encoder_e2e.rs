@@ -211,6 +211,8 @@ fn publishing_resumes_after_the_channel_restarts_on_the_same_timeline() {
     std::thread::sleep(Duration::from_secs(5));
     assert!(child.try_wait().unwrap().is_none(), "fieldcast exited while the channel was down");
     nginx.restart();
+    // The port accepted at most one poll (50 ms) before `restart` returned.
+    let accepted_at = std::time::SystemTime::now() - Duration::from_millis(50);
     // nginx's `record` rebases every new recording to 0, but its live relay
     // keeps the publisher's timestamps: judge the timeline there. A publish
     // that restarted its clock would show ~3 s here, a continuing one ~15 s.
@@ -228,7 +230,7 @@ fn publishing_resumes_after_the_channel_restarts_on_the_same_timeline() {
     let code = wait_exit(&mut child, Duration::from_secs(45));
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(code, Some(0), "log:\n{logs}");
-    for name in names {
+    for name in names.iter().copied() {
         // nginx rewrites the file on a new publish: this is what arrived after the gap.
         let file = nginx.recording(name);
         let pk = video_packets(&file);
@@ -237,4 +239,34 @@ fn publishing_resumes_after_the_channel_restarts_on_the_same_timeline() {
         judge_video(name, &pk, 30.0, 60);
     }
     assert!(logs.contains("reconnect") || logs.contains("Reconnect"), "no reconnect in the log:\n{logs}");
+
+    // Every rung publishing again within 0.5 s of the server accepting, and
+    // all resuming on the same IDR (at most one GOP later).
+    let stamp = |line: &str| humantime::parse_rfc3339(line.split_whitespace().next()?).ok();
+    let rung_of = |line: &str| Some(line.split("egress=").nth(1)?.split([' ', '}']).next()?.to_string());
+    let mut published = std::collections::BTreeMap::new();
+    let mut first_pts = std::collections::BTreeMap::new();
+    for line in logs.lines() {
+        let (Some(t), Some(rung)) = (stamp(line), rung_of(line)) else { continue };
+        if t < accepted_at {
+            continue;
+        }
+        if line.contains("publishing; media starts") {
+            published.entry(rung).or_insert(t);
+        } else if line.contains("first video frame sent") {
+            let pts: u64 = line.split("pts_ms=").nth(1).and_then(|p| p.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap_or(0);
+            first_pts.entry(rung).or_insert(pts);
+        }
+    }
+    assert_eq!(published.len(), names.len(), "not every rung published again: {published:?}\n{logs}");
+    let bound = if emulated() { Duration::from_secs(2) } else { Duration::from_millis(500) };
+    for (rung, t) in &published {
+        let after = t.duration_since(accepted_at).unwrap_or_default();
+        eprintln!("MEASURED {rung}: publishing {} ms after the channel accepted again", after.as_millis());
+        assert!(after <= bound, "{rung}: publishing {after:?} after the channel came back");
+    }
+    let idrs: std::collections::BTreeSet<u64> = first_pts.values().copied().collect();
+    eprintln!("MEASURED first video after the reconnect, per rung (ms of the timeline): {first_pts:?}");
+    assert_eq!(first_pts.len(), names.len(), "{first_pts:?}");
+    assert_eq!(idrs.len(), 1, "the rungs resumed on different IDRs: {first_pts:?}");
 }

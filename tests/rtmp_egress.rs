@@ -53,7 +53,9 @@ fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpP
 /// A publisher for `target`, with the sender the source will feed.
 fn egress(target: RtmpPlan) -> (MediaSender, JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let (tx, rx) = MediaSender::channel(256);
-    let (task, status) = rtmp::spawn(target, rx);
+    // One publish is its destination's only member: it never waits for others.
+    let member = fieldcast::egress::resume::ResumeGate::default().member();
+    let (task, status) = rtmp::spawn(target, rx, member);
     (tx, task, status)
 }
 

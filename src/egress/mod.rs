@@ -14,6 +14,7 @@ pub mod flv;
 pub mod output;
 pub mod plan;
 pub mod record;
+pub mod resume;
 pub mod rtmp;
 pub mod status;
 

@@ -3,6 +3,7 @@
 //! to read, and a bounded close.
 
 use super::plan::OutputPlan;
+use super::resume::ResumeGates;
 use super::status::EgressStatus;
 use super::{MediaSender, rtmp};
 use std::time::Duration;
@@ -24,11 +25,14 @@ pub struct OutputHandle {
     task: JoinHandle<()>,
 }
 
-/// Starts the actor `plan` describes, with its own media channel.
-pub fn spawn(plan: &OutputPlan) -> OutputHandle {
+/// Starts the actor `plan` describes, with its own media channel; the
+/// outputs of one destination share a gate from `gates` so that they resume
+/// on the same keyframe.
+pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates) -> OutputHandle {
     let (sender, rx) = MediaSender::channel(OUTPUT_CHANNEL);
+    let member = gates.member(plan.destination());
     let (task, status) = match plan {
-        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx),
+        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, member),
     };
     OutputHandle {
         label: plan.label().to_owned(),

@@ -22,6 +22,7 @@ mod transport;
 pub use transport::{TlsConfigError, TransportError, tls_config};
 
 use super::Media;
+use super::resume::ResumeMember;
 use super::status::{EgressState, EgressStatus, error_chain};
 use crate::backoff::Backoff;
 use crate::config::{Secret, Target};
@@ -196,13 +197,49 @@ impl std::fmt::Display for Stage {
 
 /// Starts the publisher for `target`, reading media from `rx`. The task ends
 /// (status [`EgressState::Stopped`]) once every sender of `rx` is dropped.
-pub fn spawn(target: RtmpPlan, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+pub fn spawn(target: RtmpPlan, rx: mpsc::Receiver<Media>, member: ResumeMember) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let (status_tx, status_rx) = watch::channel(EgressStatus::new(target.label.clone()));
-    (tokio::spawn(run(target, rx, status_tx)), status_rx)
+    (tokio::spawn(run(target, rx, status_tx, member)), status_rx)
+}
+
+/// While the server cannot be reached, a new attempt at least this often
+/// (jittered in its upper half): a channel that comes back is published to
+/// again within half a second.
+pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(400);
+
+impl EgressError {
+    /// A refusal (bad key, app or token, TLS trust, protocol) will not fix
+    /// itself and gets the long backoff; anything else means the server is
+    /// (still) unreachable and is retried at once and often.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            EgressError::Transport(TransportError::Tcp { .. }) => false,
+            EgressError::Transport(_) | EgressError::TlsConfig(_) => true,
+            EgressError::ConnectRejected { .. } | EgressError::ServerStatus { .. } | EgressError::Session(_) => true,
+            EgressError::Closed { stage: Stage::Connect | Stage::Publish } => true,
+            EgressError::Closed { .. }
+            | EgressError::ConnectTimeout { .. }
+            | EgressError::Handshake(_)
+            | EgressError::Io(_)
+            | EgressError::WriteStalled { .. } => false,
+        }
+    }
+}
+
+/// The wait before the next attempt: a refusal takes the capped backoff,
+/// an unreachable server a short jittered wait (the refusal schedule restarts).
+fn retry_delay(failure: &EgressError, schedule: &mut crate::backoff::BackoffSchedule) -> Duration {
+    if failure.is_refusal() {
+        schedule.next_delay()
+    } else {
+        schedule.reset();
+        let half = UNREACHABLE_RETRY / 2;
+        half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
+    }
 }
 
 #[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]
-async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>, mut member: ResumeMember) {
     if let Err(e) = target.metadata.validate() {
         error!(error = %e, "refusing to publish");
         status.send_modify(|s| {
@@ -219,12 +256,15 @@ async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sen
         let connected = tokio::select! {
             r = connect(&target, &mut tls, &redactor) => r,
             // The pipeline is gone while we were connecting: nothing left to publish.
-            () = discard_until_closed(&mut rx, &mut feed, &status) => break,
+            () = discard_until_closed(&mut rx, &mut feed, &status, &mut member) => break,
         };
         let failure = match connected {
             Ok(conn) => {
                 let since = Instant::now();
-                match publish(conn, &target.metadata, &mut rx, &mut feed, &status).await {
+                member.set_ready(true, std::time::Instant::now());
+                let published = publish(conn, &target.metadata, &mut rx, &mut feed, &status, &mut member).await;
+                member.set_ready(false, std::time::Instant::now());
+                match published {
                     Ok(()) => break,
                     Err(e) => {
                         if since.elapsed() >= STABLE_PUBLISH {
@@ -236,9 +276,13 @@ async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sen
             }
             Err(e) => e,
         };
-        let delay = schedule.next_delay();
+        let delay = retry_delay(&failure, &mut schedule);
         let message = redactor.apply(&error_chain(&failure));
-        warn!(error = %message, retry_in = ?delay, "publish failed; reconnecting");
+        if failure.is_refusal() {
+            warn!(error = %message, retry_in = ?delay, "the server refused the publish: this will not fix itself until the URL, key or credentials change; retrying with backoff");
+        } else {
+            warn!(error = %message, retry_in = ?delay, "publish failed; reconnecting");
+        }
         status.send_modify(|s| {
             s.state = EgressState::Reconnecting;
             s.reconnects += 1;
@@ -246,7 +290,7 @@ async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sen
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = discard_until_closed(&mut rx, &mut feed, &status) => break,
+            () = discard_until_closed(&mut rx, &mut feed, &status, &mut member) => break,
         }
     }
     status.send_modify(|s| s.state = EgressState::Stopped);
@@ -282,6 +326,7 @@ async fn publish(
     rx: &mut mpsc::Receiver<Media>,
     feed: &mut Feed,
     status: &watch::Sender<EgressStatus>,
+    member: &mut ResumeMember,
 ) -> Result<(), EgressError> {
     let bytes_before = status.borrow().bytes_sent;
     conn.set_metadata(metadata.stream_metadata());
@@ -308,7 +353,8 @@ async fn publish(
             }
             media = rx.recv() => {
                 let Some(media) = media else { break Ok(()) };
-                let accepted = feed.accept(media, &mut out);
+                let may_start = observe(member, &media);
+                let accepted = feed.accept_gated(media, may_start, &mut out);
                 let video = out.iter().filter(|o| matches!(o, Outgoing::Video(_))).count() as u64;
                 let audio = out.iter().filter(|o| matches!(o, Outgoing::Audio(_))).count() as u64;
                 let sent = async {
@@ -323,7 +369,8 @@ async fn publish(
                 }
                 if video > 0 && !first_video_sent {
                     first_video_sent = true;
-                    info!("first video frame sent (a keyframe)");
+                    let pts_ms = feed.start_ns().unwrap_or(0) / 1_000_000;
+                    info!(pts_ms, "first video frame sent (a keyframe)");
                 }
                 status.send_modify(|s| {
                     s.bytes_sent = bytes_before + conn.bytes_written;
@@ -342,11 +389,26 @@ async fn publish(
     result
 }
 
+/// Tells the destination's gate about a video frame; whether a publish
+/// waiting to start may start on it.
+fn observe(member: &mut ResumeMember, media: &Media) -> bool {
+    match media {
+        Media::Video(v) => member.observe(v.pts_ns, v.keyframe, std::time::Instant::now()),
+        _ => true,
+    }
+}
+
 /// Reads the channel while no publish is up, keeping codec configurations
 /// and discarding media; returns when every sender is gone.
-async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, feed: &mut Feed, status: &watch::Sender<EgressStatus>) {
+async fn discard_until_closed(
+    rx: &mut mpsc::Receiver<Media>,
+    feed: &mut Feed,
+    status: &watch::Sender<EgressStatus>,
+    member: &mut ResumeMember,
+) {
     let mut out = Vec::new();
     while let Some(media) = rx.recv().await {
+        observe(member, &media);
         if !feed.accept(media, &mut out) {
             status.send_modify(|s| s.media_discarded += 1);
         }
@@ -408,6 +470,37 @@ mod tests {
         let shown = format!("{target:?}");
         assert!(shown.contains("primary/1080p") && shown.contains("rtmps://h:2935/live/***"), "{shown}");
         assert!(!shown.contains("t0ken") && !shown.contains("key-123"), "{shown}");
+    }
+
+    #[test]
+    fn an_unreachable_server_is_retried_within_half_a_second_and_a_refusal_backs_off() {
+        let url = RtmpUrl::parse("rtmp://h/live").unwrap();
+        let down = [
+            EgressError::Transport(TransportError::Tcp { url: url.clone(), source: std::io::ErrorKind::ConnectionRefused.into() }),
+            EgressError::ConnectTimeout { url: url.clone(), after: Duration::from_secs(10) },
+            EgressError::Closed { stage: Stage::Handshake },
+            EgressError::Closed { stage: Stage::Publishing },
+            EgressError::Io(std::io::ErrorKind::ConnectionReset.into()),
+            EgressError::WriteStalled { after: WRITE_STALL },
+        ];
+        let refused = [
+            EgressError::ServerStatus { code: "NetStream.Publish.BadName".into() },
+            EgressError::ConnectRejected { description: "bad token".into() },
+            EgressError::Closed { stage: Stage::Publish },
+            EgressError::Closed { stage: Stage::Connect },
+            EgressError::Transport(TransportError::ServerName { host: "h".into() }),
+        ];
+        let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
+        let mut schedule = backoff.schedule();
+        for e in &down {
+            assert!(!e.is_refusal(), "{e}");
+            for _ in 0..20 {
+                assert!(retry_delay(e, &mut schedule) <= UNREACHABLE_RETRY, "{e}");
+            }
+        }
+        let delays: Vec<Duration> = refused.iter().map(|e| retry_delay(e, &mut schedule)).collect();
+        assert!(refused.iter().all(EgressError::is_refusal));
+        assert!(delays.last().unwrap() >= &Duration::from_secs(4), "refusals back off: {delays:?}");
     }
 
     #[test]

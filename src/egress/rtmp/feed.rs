@@ -44,6 +44,11 @@ impl Feed {
         self.publish = Some(PublishState::default());
     }
 
+    /// DTS of the keyframe the current publish started at (ns of running time).
+    pub fn start_ns(&self) -> Option<u64> {
+        self.publish.as_ref().and_then(|p| p.start_ns)
+    }
+
     /// The publish ended (connection lost or closed): discard until the next one.
     pub fn end_publish(&mut self) {
         self.publish = None;
@@ -53,6 +58,13 @@ impl Feed {
     /// Returns false when the item was discarded (not publishing, waiting
     /// for a keyframe, or no decoder configuration for it yet).
     pub fn accept(&mut self, media: Media, out: &mut Vec<Outgoing>) -> bool {
+        self.accept_gated(media, true, out)
+    }
+
+    /// As [`accept`](Self::accept); a publish waiting for its first keyframe
+    /// starts only on one where `may_start` (its destination's other rungs
+    /// start there too, see `egress::resume`).
+    pub fn accept_gated(&mut self, media: Media, may_start: bool, out: &mut Vec<Outgoing>) -> bool {
         match media {
             Media::VideoConfig(config) => {
                 if self.video_config.as_ref() != Some(&config) {
@@ -72,17 +84,17 @@ impl Feed {
                 }
                 true
             }
-            Media::Video(frame) => self.video(&frame, out),
+            Media::Video(frame) => self.video(&frame, may_start, out),
             Media::Audio(frame) => self.audio(&frame, out),
         }
     }
 
-    fn video(&mut self, frame: &VideoFrame, out: &mut Vec<Outgoing>) -> bool {
+    fn video(&mut self, frame: &VideoFrame, may_start: bool, out: &mut Vec<Outgoing>) -> bool {
         let (Some(p), Some(video_config)) = (&mut self.publish, &self.video_config) else {
             return false;
         };
         if p.start_ns.is_none() {
-            if !frame.keyframe {
+            if !frame.keyframe || !may_start {
                 return false;
             }
             p.start_ns = Some(frame.dts_ns);
@@ -227,6 +239,18 @@ mod tests {
         feed.accept(video(66, true), &mut out);
         assert_eq!(kinds(&out), [("vh", 66), ("K", 66)]);
         assert_eq!(&out[0], &Outgoing::VideoHeader(Tag { timestamp: 66, body: flv::avc_sequence_header(b"\x01new") }));
+    }
+
+    #[test]
+    fn a_publish_held_by_its_destination_starts_on_a_later_keyframe() {
+        let mut feed = Feed::default();
+        configs(&mut feed);
+        feed.begin_publish();
+        let mut out = Vec::new();
+        assert!(!feed.accept_gated(video(0, true), false, &mut out), "held: the other rungs are not up");
+        assert!(!feed.accept_gated(audio(10), true, &mut out));
+        assert!(feed.accept_gated(video(1000, true), true, &mut out));
+        assert_eq!(kinds(&out), [("m", 1000), ("vh", 1000), ("ah", 1000), ("K", 1000)]);
     }
 
     #[test]
