@@ -350,7 +350,8 @@ impl Capture {
             match msg.view() {
                 gst::MessageView::Error(e) => {
                     let element = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
-                    warn!(%element, error = %e.error(), "the capture failed; reopening it (the outputs carry the slate meanwhile)");
+                    // GStreamer's own text names files and devices: say only what kind of failure.
+                    warn!(%element, error = super::probe::error_kind(&e.error()), "the capture failed; reopening it (the outputs carry the slate meanwhile)");
                     return Ended::Failed;
                 }
                 gst::MessageView::Eos(_) => return Ended::Eos,

@@ -163,7 +163,7 @@ fn first_video_format(src: gst::Element, decode: Option<gst::Element>) -> Result
 }
 
 /// A GStreamer error in words that hold no path (its own text quotes them).
-fn error_kind(e: &gst::glib::Error) -> &'static str {
+pub(crate) fn error_kind(e: &gst::glib::Error) -> &'static str {
     use gst::{ResourceError as R, StreamError as S};
     match (e.kind::<R>(), e.kind::<S>()) {
         (Some(R::NotFound), _) => "not found",
