@@ -5,7 +5,8 @@ set -eu
 PKGS="pkg-config build-essential libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
-nginx libnginx-mod-rtmp libnginx-mod-stream ffmpeg mosquitto mosquitto-clients openssl bc"
+nginx libnginx-mod-rtmp libnginx-mod-stream ffmpeg mosquitto mosquitto-clients openssl bc
+srt-tools"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -8,6 +8,7 @@ pub mod url;
 mod mqtt;
 mod raw;
 pub mod schema;
+mod srt;
 mod types;
 mod validate;
 

@@ -88,6 +88,17 @@ pub struct RawDestination {
     pub target: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub enabled: Option<bool>,
+    /// SRT: template per rung like `stream` (`{rung}` by default). Secret
+    /// when it holds `{key}` or literal text.
+    pub streamid: Option<String>,
+    /// SRT: AES passphrase, 10..79 characters. Secret.
+    pub passphrase: Option<String>,
+    /// SRT: AES key length in bytes, 16, 24 or 32 (default 16).
+    pub pbkeylen: Option<u32>,
+    /// SRT: receiver latency in ms (default 2000).
+    pub latency_ms: Option<u32>,
+    /// SRT: `caller` (default: the box dials the receiver) or `listener`.
+    pub mode: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -144,16 +144,42 @@ impl Target {
     }
 }
 
+/// Who dials whom on an SRT link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtMode {
+    /// The box dials the receiver (the usual contribution set-up).
+    Caller,
+    /// The box waits on its port for a receiver to pull the stream.
+    Listener,
+}
+
+/// The settings of an SRT destination (from its fields or its URL's query).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SrtSettings {
+    pub mode: SrtMode,
+    /// `None`: unencrypted.
+    pub passphrase: Option<Secret>,
+    /// AES key length in bytes: 16, 24 or 32.
+    pub pbkeylen: u32,
+    pub latency_ms: u32,
+    /// The per-rung `streamid` template; `None` sends no stream id.
+    pub streamid_template: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Destination {
     pub name: String,
     pub url: DestinationUrl,
+    /// The RTMP stream name template (unused by SRT, see [`SrtSettings`]).
     pub stream_template: String,
     pub key: Option<Secret>,
     /// Rung names this destination carries (all rungs when the config named none).
     pub rungs: Vec<String>,
     pub target: Target,
     pub ca_file: Option<PathBuf>,
+    /// Set exactly when `url` is an SRT URL.
+    pub srt: Option<SrtSettings>,
 }
 
 impl Destination {
@@ -166,6 +192,16 @@ impl Destination {
     /// rule of [`redact_template`], then the rung's placeholders expanded.
     pub fn stream_name_redacted(&self, rung: &RungSpec) -> String {
         expand_template(&redact_template(&self.stream_template), rung, "***")
+    }
+    /// An SRT destination's stream id for one rung (secret), if it sends one.
+    pub fn streamid(&self, rung: &RungSpec) -> Option<Secret> {
+        let t = self.srt.as_ref()?.streamid_template.as_deref()?;
+        Some(Secret::new(expand_template(t, rung, self.key.as_ref().map(|k| k.expose()).unwrap_or(""))))
+    }
+    /// The stream id as shown, by the rule of [`redact_template`].
+    pub fn streamid_redacted(&self, rung: &RungSpec) -> Option<String> {
+        let t = self.srt.as_ref()?.streamid_template.as_deref()?;
+        Some(expand_template(&redact_template(t), rung, "***"))
     }
 }
 

@@ -24,7 +24,7 @@ pub const GOP_RANGE: (f64, f64) = (0.5, 10.0);
 const MIN_RUNG_KBPS: u32 = 100;
 const MAX_RUNG_KBPS: u32 = 50_000;
 
-pub(super) struct Errors(pub(super) Vec<FieldError>);
+pub(crate) struct Errors(pub(super) Vec<FieldError>);
 impl Errors {
     pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError { field: field.into(), message: message.into(), kind: Default::default() });
@@ -317,13 +317,13 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     if d.enabled == Some(false) {
         return None;
     }
-    let name = d.name.unwrap_or_else(|| format!("destination{i}"));
+    let name = d.name.clone().unwrap_or_else(|| format!("destination{i}"));
     if !valid_id(&name) {
         e.add(f("name"), "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'");
     }
     let url = match d.url.as_deref().map(DestinationUrl::parse) {
         None => {
-            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN] or rtmps://...)");
+            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN], rtmps://... or srt://HOST:PORT)");
             None
         }
         Some(Err(err)) => {
@@ -342,9 +342,9 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
             Target::Any
         }
     };
-    let template = d.stream.unwrap_or_else(|| "{rung}".into());
+    let template = d.stream.clone().unwrap_or_else(|| "{rung}".into());
     let ladder = ladder?;
-    let rungs: Vec<String> = match d.rungs {
+    let rungs: Vec<String> = match d.rungs.clone() {
         Some(rs) => {
             for (j, r) in rs.iter().enumerate() {
                 if !ladder.rungs.iter().any(|x| &x.name == r) {
@@ -356,7 +356,24 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
         None => ladder.rungs.iter().map(|r| r.name.clone()).collect(),
     };
     let carried: Vec<&RungSpec> = ladder.rungs.iter().filter(|r| rungs.contains(&r.name)).collect();
-    check_template(&template, &carried, d.key.is_some(), &f("stream"), e);
+    let srt = match &url {
+        Some(DestinationUrl::Srt(u)) => {
+            let s = super::srt::settings(&d, u, i, carried.len(), e);
+            if let Some(t) = &s.streamid_template {
+                check_template(t, &carried, d.key.is_some(), &f("streamid"), e);
+                if carried.iter().any(|r| expand_template(t, r, d.key.as_deref().unwrap_or("")).len() > super::srt::STREAMID_MAX) {
+                    e.add(f("streamid"), format!("is longer than the {} bytes SRT carries", super::srt::STREAMID_MAX));
+                }
+            }
+            Some(s)
+        }
+        Some(DestinationUrl::Rtmp(_)) => {
+            super::srt::refuse_on_rtmp(&d, i, e);
+            check_template(&template, &carried, d.key.is_some(), &f("stream"), e);
+            None
+        }
+        None => None,
+    };
     let (cap_total, cap_rung, cap_count) = target.caps();
     let total: u64 = carried.iter().map(|r| r.bitrate_bps).sum::<u64>() + u64::from(audio.bitrate_bps);
     if let Some(cap) = cap_total
@@ -375,7 +392,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     {
         e.add(f("rungs"), format!("a `single` channel takes {n} rendition, this destination carries {}", carried.len()));
     }
-    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file })
+    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt })
 }
 
 fn check_template(t: &str, rungs: &[&RungSpec], has_key: bool, field: &str, e: &mut Errors) {

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod record;
 pub mod resume;
 pub mod rtmp;
+pub mod srt;
 pub mod status;
 
 pub use output::{OutputHandle, spawn};

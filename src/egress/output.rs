@@ -5,7 +5,7 @@
 use super::plan::OutputPlan;
 use super::resume::ResumeGates;
 use super::status::EgressStatus;
-use super::{MediaSender, rtmp};
+use super::{MediaSender, rtmp, srt};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,9 +30,10 @@ pub struct OutputHandle {
 /// on the same keyframe.
 pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates) -> OutputHandle {
     let (sender, rx) = MediaSender::channel(OUTPUT_CHANNEL);
-    let member = gates.member(plan.destination());
     let (task, status) = match plan {
-        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, member),
+        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, gates.member(plan.destination())),
+        // SRT outputs do not share a resume gate yet: each resumes at its own next keyframe.
+        OutputPlan::Srt(p) => srt::spawn(p.clone(), rx),
     };
     OutputHandle {
         label: plan.label().to_owned(),

@@ -7,6 +7,7 @@
 //! output per endpoint: the actor is per (destination, rung, endpoint).
 
 use super::rtmp::{PublishMetadata, RtmpPlan};
+use super::srt::{SrtPlan, TsFormat};
 use crate::backoff::Backoff;
 use crate::config::url::DestinationUrl;
 use crate::config::{Audio, Destination, EgressOptions, Fps, RungSpec};
@@ -17,29 +18,34 @@ use serde::Serialize;
 #[serde(tag = "protocol", rename_all = "lowercase")]
 pub enum OutputPlan {
     Rtmp(RtmpPlan),
+    Srt(SrtPlan),
 }
 
 impl OutputPlan {
     pub fn destination(&self) -> &str {
         match self {
             OutputPlan::Rtmp(p) => &p.destination,
+            OutputPlan::Srt(p) => &p.destination,
         }
     }
     pub fn rung(&self) -> &str {
         match self {
             OutputPlan::Rtmp(p) => &p.rung,
+            OutputPlan::Srt(p) => &p.rung,
         }
     }
     /// `destination/rung`, for logs and status.
     pub fn label(&self) -> &str {
         match self {
             OutputPlan::Rtmp(p) => &p.label,
+            OutputPlan::Srt(p) => &p.label,
         }
     }
     /// One line for `check-config`, secrets redacted.
     pub fn describe(&self) -> String {
         match self {
             OutputPlan::Rtmp(p) => format!("{} -> {} stream `{}` (target {:?})", p.label, p.url, p.stream_name_redacted, p.target),
+            OutputPlan::Srt(p) => p.describe(),
         }
     }
 }
@@ -79,6 +85,30 @@ pub fn plan(destination: &Destination, cx: &RungContext<'_>) -> OutputPlan {
             connect_timeout: cx.options.connect_timeout,
             ca_file: destination.ca_file.clone(),
         }),
+        DestinationUrl::Srt(url) => {
+            let srt = destination.srt.as_ref().expect("an SRT destination has SRT settings");
+            OutputPlan::Srt(SrtPlan {
+                destination: destination.name.clone(),
+                rung: rung.name.clone(),
+                label,
+                url: url.clone(),
+                mode: srt.mode,
+                streamid: destination.streamid(rung),
+                streamid_redacted: destination.streamid_redacted(rung),
+                passphrase: srt.passphrase.clone(),
+                pbkeylen: srt.pbkeylen,
+                latency_ms: srt.latency_ms,
+                format: TsFormat {
+                    width: rung.width,
+                    height: rung.height,
+                    fps: cx.fps,
+                    audio_rate: cx.audio.sample_rate,
+                    audio_channels: cx.audio.channels,
+                },
+                backoff,
+                connect_timeout: cx.options.connect_timeout,
+            })
+        }
     }
 }
 

@@ -32,6 +32,28 @@ pub struct EgressStatus {
     pub reconnects: u32,
     /// The latest failure, redacted.
     pub last_error: Option<String>,
+    /// SRT outputs only: the sender's own statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srt: Option<SrtStats>,
+}
+
+/// An SRT sender's statistics (libsrt's, for the current connection;
+/// `reconnects` counts over the session).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SrtStats {
+    /// Round-trip time to the receiver.
+    pub rtt_ms: f64,
+    /// Sent but not yet acknowledged, as time and as bytes.
+    pub send_buffer_ms: u32,
+    pub send_buffer_bytes: u64,
+    pub send_rate_kbps: u64,
+    pub packets_sent: u64,
+    pub packets_retransmitted: u64,
+    /// Reported lost by the receiver (then retransmitted, if in time).
+    pub packets_lost: u64,
+    /// Too late to send: dropped by the sender.
+    pub packets_dropped: u64,
+    pub reconnects: u32,
 }
 
 impl EgressStatus {
@@ -46,6 +68,7 @@ impl EgressStatus {
             media_discarded: 0,
             reconnects: 0,
             last_error: None,
+            srt: None,
         }
     }
 }

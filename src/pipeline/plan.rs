@@ -348,6 +348,7 @@ mod tests {
             .iter()
             .map(|x| match x {
                 OutputPlan::Rtmp(x) => (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str()),
+                OutputPlan::Srt(_) => unreachable!("no SRT destination here"),
             })
             .collect();
         assert_eq!(
@@ -361,7 +362,7 @@ mod tests {
                 ("backup", "720p", "***_3000")
             ]
         );
-        let OutputPlan::Rtmp(first) = &p.outputs[0];
+        let OutputPlan::Rtmp(first) = &p.outputs[0] else { unreachable!() };
         assert_eq!(first.stream_name.expose(), "1080p_sek");
         let json = serde_json::to_string(&p).unwrap();
         assert!(!json.contains("sek") && !json.contains("tok"), "{json}");

@@ -1,11 +1,13 @@
 //! Destination URLs, parsed by scheme into a typed URL: `rtmp`/`rtmps`
-//! ([`RtmpUrl`]). Each kind knows its own secrets: `Display` and `Debug`
+//! ([`RtmpUrl`]) and `srt` ([`SrtUrl`]). Each kind knows its own secrets: `Display` and `Debug`
 //! never show a token, key or passphrase, so a URL can go to logs, status
 //! and `check-config` as it is.
 
 mod rtmp;
+mod srt;
 
 pub use rtmp::{RtmpUrl, Scheme as RtmpScheme};
+pub use srt::{QUERY_KEYS as SRT_QUERY_KEYS, SrtUrl};
 
 use std::fmt;
 use thiserror::Error;
@@ -17,7 +19,7 @@ pub enum UrlError {
     /// The `url` crate's reason: a fixed text, never a part of the input.
     #[error("is not a URL ({0})")]
     Syntax(url::ParseError),
-    #[error("has a scheme that is not supported (use rtmp:// or rtmps://)")]
+    #[error("has a scheme that is not supported (use rtmp://, rtmps:// or srt://)")]
     Scheme,
     /// `user:password@` has no place in RTMP; refused rather than dropped.
     #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]
@@ -26,14 +28,26 @@ pub enum UrlError {
     NoHost,
     #[error("has no application path (expected rtmp://HOST[:PORT]/APP[/TOKEN])")]
     NoApp,
-    #[error("has a fragment (`#...`), which RTMP cannot carry")]
+    #[error("has a fragment (`#...`), which the protocol cannot carry")]
     Fragment,
+    #[error("has no port (SRT has no default: srt://HOST:PORT, 1..65535)")]
+    NoPort,
+    #[error("has a path, which SRT cannot carry (srt://HOST:PORT; name the stream with `streamid`)")]
+    SrtPath,
+    #[error("credentials in the URL (user:password@) are not supported; use `passphrase` (and `streamid`)")]
+    SrtCredentials,
+    /// The key is not quoted: it may be a value typed in the wrong place.
+    #[error("has a query parameter fieldcast does not know (known: mode, latency, pbkeylen, passphrase, streamid)")]
+    SrtQueryKey,
+    #[error("has a query parameter twice")]
+    SrtQueryTwice,
 }
 
 /// Where a destination sends the stream, by protocol.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DestinationUrl {
     Rtmp(RtmpUrl),
+    Srt(SrtUrl),
 }
 
 impl DestinationUrl {
@@ -41,6 +55,7 @@ impl DestinationUrl {
         let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
         match url.scheme() {
             "rtmp" | "rtmps" => RtmpUrl::parse(raw).map(DestinationUrl::Rtmp),
+            "srt" => SrtUrl::parse(raw).map(DestinationUrl::Srt),
             _ => Err(UrlError::Scheme),
         }
     }
@@ -49,6 +64,7 @@ impl DestinationUrl {
     pub fn protocol(&self) -> &'static str {
         match self {
             DestinationUrl::Rtmp(_) => "rtmp",
+            DestinationUrl::Srt(_) => "srt",
         }
     }
 }
@@ -58,6 +74,7 @@ impl fmt::Display for DestinationUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DestinationUrl::Rtmp(u) => u.fmt(f),
+            DestinationUrl::Srt(u) => u.fmt(f),
         }
     }
 }
@@ -66,6 +83,7 @@ impl fmt::Debug for DestinationUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DestinationUrl::Rtmp(u) => u.fmt(f),
+            DestinationUrl::Srt(u) => u.fmt(f),
         }
     }
 }
@@ -77,6 +95,7 @@ mod tests {
     #[test]
     fn the_scheme_picks_the_kind_and_an_unknown_one_is_refused_without_echo() {
         assert!(matches!(DestinationUrl::parse("rtmps://h/live"), Ok(DestinationUrl::Rtmp(_))));
+        assert!(matches!(DestinationUrl::parse("srt://h:9000"), Ok(DestinationUrl::Srt(_))));
         for raw in ["http://h/sk4live", "sk4live://h/x", "ftp://sk4live/"] {
             let e = DestinationUrl::parse(raw).unwrap_err();
             assert_eq!(e, UrlError::Scheme, "{raw}");

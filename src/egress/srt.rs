@@ -1,0 +1,472 @@
+//! SRT output: one actor per (destination, rung) sending MPEG-TS over SRT
+//! (libsrt, see [`ffi`]). As caller it dials the receiver; as listener it
+//! waits on its port for a receiver to pull. Each connection gets a fresh
+//! muxer ([`mux`]) that starts at the next keyframe with the encoder's own
+//! timestamps, so a reconnect continues the timeline and never bursts old
+//! media: while no connection is up the channel is drained and discarded.
+//!
+//! A refused handshake says why on this output only (wrong passphrase,
+//! encryption on one side only, stream id refused); secrets (passphrase,
+//! stream id) never reach logs or [`EgressStatus`].
+
+mod ffi;
+mod mux;
+
+pub use mux::TsFormat;
+
+use super::Media;
+use super::status::{EgressState, EgressStatus, SrtStats};
+use crate::backoff::Backoff;
+use crate::config::url::SrtUrl;
+use crate::config::{Secret, SrtMode};
+use bytes::Bytes;
+use ffi::{Socket, SrtError};
+use mux::{TsEvent, TsMuxer};
+use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, instrument, warn};
+
+/// A connection that stayed up this long proves the path healthy: the
+/// next failure starts the backoff from its initial delay again.
+const STABLE: Duration = Duration::from_secs(10);
+/// How often the sender's statistics are read into the status.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// A send that cannot hand its data to libsrt for this long fails the connection.
+const SEND_TIMEOUT_MS: i32 = 3000;
+
+/// One SRT output, frozen at session start. `Debug` and `Serialize` hide
+/// the passphrase and the stream id.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct SrtPlan {
+    pub destination: String,
+    pub rung: String,
+    pub label: String,
+    #[serde(serialize_with = "super::plan::display")]
+    pub url: SrtUrl,
+    pub mode: SrtMode,
+    #[serde(skip)]
+    pub streamid: Option<Secret>,
+    /// The stream id as shown (`{key}` and literal text hidden).
+    #[serde(rename = "streamid")]
+    pub streamid_redacted: Option<String>,
+    #[serde(skip)]
+    pub passphrase: Option<Secret>,
+    /// AES key length in bytes when encrypted.
+    pub pbkeylen: u32,
+    pub latency_ms: u32,
+    #[serde(skip)]
+    pub format: TsFormat,
+    #[serde(skip)]
+    pub backoff: Backoff,
+    /// Bound on the handshake of a caller.
+    #[serde(skip)]
+    pub connect_timeout: Duration,
+}
+
+impl PartialEq for TsFormat {
+    fn eq(&self, o: &TsFormat) -> bool {
+        (self.width, self.height, self.fps, self.audio_rate, self.audio_channels) == (o.width, o.height, o.fps, o.audio_rate, o.audio_channels)
+    }
+}
+
+impl std::fmt::Debug for SrtPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtPlan")
+            .field("label", &self.label)
+            .field("url", &self.url)
+            .field("mode", &self.mode)
+            .field("streamid", &self.streamid_redacted)
+            .field("encrypted", &self.passphrase.is_some())
+            .field("pbkeylen", &self.pbkeylen)
+            .field("latency_ms", &self.latency_ms)
+            .finish()
+    }
+}
+
+impl SrtPlan {
+    /// One line for `check-config`.
+    pub fn describe(&self) -> String {
+        let mode = match self.mode {
+            SrtMode::Caller => "",
+            SrtMode::Listener => " (listening)",
+        };
+        let streamid = self.streamid_redacted.as_deref().map(|s| format!(" streamid `{s}`")).unwrap_or_default();
+        let crypto = if self.passphrase.is_some() { format!("AES-{}", self.pbkeylen * 8) } else { "unencrypted".into() };
+        format!("{} -> {}{mode}{streamid}, MPEG-TS, latency {} ms, {crypto}", self.label, self.url, self.latency_ms)
+    }
+}
+
+/// Why a connection attempt or a running connection failed. Never holds a
+/// secret: texts are fieldcast's or libsrt's fixed ones, URLs redacted.
+#[derive(Debug, Error)]
+pub enum SrtOutputError {
+    #[error(transparent)]
+    Library(#[from] ffi::LoadError),
+    #[error("cannot resolve the host of {url}")]
+    Resolve { url: SrtUrl },
+    #[error("setting up the SRT socket failed: {0}")]
+    Setup(SrtError),
+    #[error("no answer from {url} within {after:?} (is the receiver listening?)")]
+    NoAnswer { url: SrtUrl, after: Duration },
+    #[error("the receiver at {url} refused the passphrase (wrong passphrase)")]
+    BadPassphrase { url: SrtUrl },
+    #[error("the receiver at {url} and this output disagree on encryption (a passphrase is set on one side only)")]
+    Unsecure { url: SrtUrl },
+    #[error("the receiver at {url} rejected the stream id (code {code}{})", reject_name(*.code).map(|n| format!(", {n}")).unwrap_or_default())]
+    StreamIdRejected { url: SrtUrl, code: i32 },
+    #[error("the receiver at {url} refused the connection: {reason}")]
+    Rejected { url: SrtUrl, reason: String },
+    #[error("connecting to {url} failed: {source}")]
+    Connect { url: SrtUrl, source: SrtError },
+    #[error("cannot listen on {url}: {source}")]
+    Listen { url: SrtUrl, source: SrtError },
+    #[error("the connection was lost: {0}")]
+    Lost(SrtError),
+    #[error("the connection broke")]
+    Broken,
+    #[error("{0}")]
+    Muxer(String),
+}
+
+impl SrtOutputError {
+    /// A refusal the receiver will repeat until someone changes a setting.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, SrtOutputError::BadPassphrase { .. } | SrtOutputError::Unsecure { .. } | SrtOutputError::StreamIdRejected { .. })
+    }
+}
+
+/// Names of the receiver's access-control codes (SRT's `SRT_REJX_*`).
+fn reject_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        1400 => "bad request",
+        1401 => "unauthorized",
+        1402 => "overloaded",
+        1403 => "forbidden",
+        1404 => "not found",
+        1405 => "bad mode",
+        1406 => "unacceptable",
+        1409 => "conflict",
+        1415 => "media type not supported",
+        1423 => "locked",
+        _ => return None,
+    })
+}
+
+/// Starts the output for `plan`, reading media from `rx`; it ends once
+/// every sender of `rx` is dropped.
+pub fn spawn(plan: SrtPlan, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+    let mut initial = EgressStatus::new(plan.label.clone());
+    initial.srt = Some(SrtStats::default());
+    let (status_tx, status_rx) = watch::channel(initial);
+    (tokio::spawn(run(plan, rx, status_tx)), status_rx)
+}
+
+/// Codec configurations, kept across connections (sent once by the pipeline).
+#[derive(Default)]
+struct Configs {
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
+}
+
+impl Configs {
+    /// Keeps a configuration; true when `media` was one.
+    fn keep(&mut self, media: &Media) -> bool {
+        match media {
+            Media::VideoConfig(c) => self.video = Some(c.clone()),
+            Media::AudioConfig(c) => self.audio = Some(c.clone()),
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[instrument(name = "srt_egress", skip_all, fields(egress = %plan.label, url = %plan.url))]
+async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+    let plan = Arc::new(plan);
+    let mut configs = Configs::default();
+    let mut schedule = plan.backoff.schedule();
+    let mut listener: Option<Arc<Socket>> = None;
+    loop {
+        let connected = tokio::select! {
+            r = connect(&plan, &mut listener) => r,
+            // The pipeline is gone while we were connecting: nothing left to send.
+            () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+        };
+        let failure = match connected {
+            Ok(socket) => {
+                let since = Instant::now();
+                match stream(&plan, socket, &mut rx, &mut configs, &status).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if since.elapsed() >= STABLE {
+                            schedule.reset();
+                        }
+                        e
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        let delay = schedule.next_delay();
+        let message = super::status::error_chain(&failure);
+        if failure.is_refusal() {
+            warn!(error = %message, retry_in = ?delay, "SRT output refused by the receiver; retrying will not help until a setting changes");
+        } else {
+            warn!(error = %message, retry_in = ?delay, "SRT output failed; reconnecting");
+        }
+        status.send_modify(|s| {
+            s.state = EgressState::Reconnecting;
+            s.reconnects += 1;
+            s.last_error = Some(message);
+            if let Some(srt) = &mut s.srt {
+                srt.reconnects += 1;
+            }
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+        }
+    }
+    status.send_modify(|s| s.state = EgressState::Stopped);
+    info!("media channel closed; SRT output stopped");
+}
+
+fn resolve(url: &SrtUrl) -> Result<SocketAddr, SrtOutputError> {
+    let host = if url.host().is_empty() { "0.0.0.0" } else { url.host() };
+    (host, url.port()).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| SrtOutputError::Resolve { url: url.clone() })
+}
+
+/// The options every socket of this output gets before connecting.
+fn configure(plan: &SrtPlan, s: &Socket) -> Result<(), SrtError> {
+    s.set_int(ffi::SRTO_TRANSTYPE, ffi::SRTT_LIVE)?;
+    s.set_bool(ffi::SRTO_SENDER, true)?;
+    s.set_int(ffi::SRTO_LATENCY, plan.latency_ms as i32)?;
+    s.set_int(ffi::SRTO_CONNTIMEO, plan.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
+    s.set_int(ffi::SRTO_SNDTIMEO, SEND_TIMEOUT_MS)?;
+    if let Some(p) = &plan.passphrase {
+        s.set_str(ffi::SRTO_PASSPHRASE, p.expose())?;
+        s.set_int(ffi::SRTO_PBKEYLEN, plan.pbkeylen as i32)?;
+    }
+    if let Some(id) = &plan.streamid {
+        s.set_str(ffi::SRTO_STREAMID, id.expose())?;
+    }
+    Ok(())
+}
+
+/// One attempt: a caller's handshake, or a listener's next receiver.
+async fn connect(plan: &Arc<SrtPlan>, listener: &mut Option<Arc<Socket>>) -> Result<Arc<Socket>, SrtOutputError> {
+    match plan.mode {
+        SrtMode::Caller => {
+            let plan = plan.clone();
+            tokio::task::spawn_blocking(move || call(&plan)).await.unwrap_or(Err(SrtOutputError::Broken)).map(Arc::new)
+        }
+        SrtMode::Listener => {
+            let l = match listener {
+                Some(l) => l.clone(),
+                None => {
+                    let p = plan.clone();
+                    let l = Arc::new(tokio::task::spawn_blocking(move || listen(&p)).await.unwrap_or(Err(SrtOutputError::Broken))?);
+                    *listener = Some(l.clone());
+                    l
+                }
+            };
+            let url = plan.url.clone();
+            // Accept blocks until a receiver comes; dropping this future (the
+            // channel closed) leaves the thread waiting until the listener
+            // socket is closed with the actor.
+            let accepted = tokio::task::spawn_blocking(move || l.accept()).await.unwrap_or(Err(SrtError { code: -1, text: "accept failed".into() }));
+            accepted.map(Arc::new).map_err(|source| SrtOutputError::Listen { url, source })
+        }
+    }
+}
+
+fn call(plan: &SrtPlan) -> Result<Socket, SrtOutputError> {
+    let addr = resolve(&plan.url)?;
+    let socket = Socket::new()?;
+    configure(plan, &socket).map_err(SrtOutputError::Setup)?;
+    match socket.connect(&addr) {
+        Ok(()) => Ok(socket),
+        Err(e) => Err(classify(plan, &socket, e)),
+    }
+}
+
+fn listen(plan: &SrtPlan) -> Result<Socket, SrtOutputError> {
+    let addr = resolve(&plan.url)?;
+    let socket = Socket::new()?;
+    configure(plan, &socket).map_err(SrtOutputError::Setup)?;
+    let err = |source| SrtOutputError::Listen { url: plan.url.clone(), source };
+    socket.bind(&addr).map_err(err)?;
+    socket.listen().map_err(err)?;
+    info!("listening for a receiver");
+    Ok(socket)
+}
+
+/// Why a caller's connect failed, from libsrt's error and reject reason.
+fn classify(plan: &SrtPlan, socket: &Socket, e: SrtError) -> SrtOutputError {
+    let url = plan.url.clone();
+    let reason = socket.reject_reason();
+    match reason {
+        ffi::SRT_REJ_BADSECRET => SrtOutputError::BadPassphrase { url },
+        ffi::SRT_REJ_UNSECURE => SrtOutputError::Unsecure { url },
+        ffi::SRT_REJ_TIMEOUT => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
+        r if r >= ffi::SRT_REJC_PREDEFINED => SrtOutputError::StreamIdRejected { url, code: r },
+        ffi::SRT_REJ_PEER => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason) },
+        _ if e.code == ffi::SRT_ENOSERVER => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
+        _ if e.code == ffi::SRT_ECONNREJ => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason) },
+        _ => SrtOutputError::Connect { url, source: e },
+    }
+}
+
+/// Runs one connection until the channel closes (`Ok`) or it fails.
+async fn stream(
+    plan: &Arc<SrtPlan>,
+    socket: Arc<Socket>,
+    rx: &mut mpsc::Receiver<Media>,
+    configs: &mut Configs,
+    status: &watch::Sender<EgressStatus>,
+) -> Result<(), SrtOutputError> {
+    status.send_modify(|s| s.state = EgressState::Publishing);
+    info!("connected; media starts at the next keyframe");
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let bytes_before = status.borrow().bytes_sent;
+    let mut muxer: Option<TsMuxer> = None;
+    let mut started = false;
+    let mut stats = tokio::time::interval(STATS_EVERY);
+    let result = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(TsEvent::SendFailed(e)) => break Err(lost(e)),
+                Some(TsEvent::Failed(m)) => break Err(SrtOutputError::Muxer(m)),
+                None => {}
+            },
+            _ = stats.tick() => {
+                let sock = socket.clone();
+                let (up, perf) = tokio::task::spawn_blocking(move || (sock.connected(), sock.stats())).await.unwrap_or((false, None));
+                if let Some(p) = perf {
+                    status.send_modify(|s| {
+                        s.bytes_sent = bytes_before + p.byteSentTotal;
+                        if let Some(srt) = &mut s.srt {
+                            update_stats(srt, &p);
+                        }
+                    });
+                }
+                if !up {
+                    break Err(SrtOutputError::Broken);
+                }
+            }
+            media = rx.recv() => {
+                let Some(media) = media else { break Ok(()) };
+                if configs.keep(&media) {
+                    continue;
+                }
+                let (video, audio) = match (&configs.video, &configs.audio) {
+                    (Some(v), Some(a)) => (v.clone(), a.clone()),
+                    _ => {
+                        status.send_modify(|s| s.media_discarded += 1);
+                        continue;
+                    }
+                };
+                let accepted = match media {
+                    Media::Video(v) => {
+                        if muxer.as_ref().is_some_and(TsMuxer::over_limit) {
+                            started = false;
+                        }
+                        if !started && !v.keyframe {
+                            false
+                        } else {
+                            if muxer.is_none() {
+                                let (p, s, tx) = (plan.clone(), socket.clone(), events_tx.clone());
+                                let built = tokio::task::spawn_blocking(move || TsMuxer::start(&p.label, &p.format, &video, &audio, s, tx))
+                                    .await
+                                    .unwrap_or_else(|_| Err("the SRT muxer could not be started".into()));
+                                match built {
+                                    Ok(m) => muxer = Some(m),
+                                    Err(m) => break Err(SrtOutputError::Muxer(m)),
+                                }
+                            }
+                            if !started {
+                                info!("first video frame sent (a keyframe)");
+                            }
+                            started = true;
+                            let m = muxer.as_ref().expect("built above");
+                            let ok = m.push_video(v.pts_ns, v.dts_ns, v.keyframe, v.data);
+                            if ok {
+                                status.send_modify(|s| s.video_frames_sent += 1);
+                            }
+                            ok
+                        }
+                    }
+                    Media::Audio(a) => match &muxer {
+                        Some(m) if started => {
+                            let ok = m.push_audio(a.pts_ns, a.data);
+                            if ok {
+                                status.send_modify(|s| s.audio_frames_sent += 1);
+                            }
+                            ok
+                        }
+                        _ => false,
+                    },
+                    Media::VideoConfig(_) | Media::AudioConfig(_) => true,
+                };
+                if !accepted {
+                    status.send_modify(|s| s.media_discarded += 1);
+                }
+            }
+        }
+    };
+    let sock = socket.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(m) = muxer {
+            m.close();
+        }
+        if let Some(p) = sock.stats() {
+            return Some(p.byteSentTotal);
+        }
+        None
+    })
+    .await
+    .map(|sent| {
+        if let Some(b) = sent {
+            status.send_modify(|s| s.bytes_sent = bytes_before + b);
+        }
+    });
+    // The socket closes when the last reference (here) goes.
+    drop(socket);
+    result
+}
+
+fn update_stats(srt: &mut SrtStats, p: &ffi::PerfMon) {
+    srt.rtt_ms = (p.msRTT * 10.0).round() / 10.0;
+    srt.send_buffer_ms = p.msSndBuf.max(0) as u32;
+    srt.send_buffer_bytes = p.byteSndBuf.max(0) as u64;
+    srt.packets_sent = p.pktSentTotal.max(0) as u64;
+    srt.packets_retransmitted = p.pktRetransTotal.max(0) as u64;
+    srt.packets_lost = p.pktSndLossTotal.max(0) as u64;
+    srt.packets_dropped = p.pktSndDropTotal.max(0) as u64;
+    srt.send_rate_kbps = (p.mbpsSendRate * 1000.0).round().max(0.0) as u64;
+}
+
+fn lost(e: SrtError) -> SrtOutputError {
+    if e.code == ffi::SRT_ECONNLOST || e.code == ffi::SRT_ENOCONN { SrtOutputError::Broken } else { SrtOutputError::Lost(e) }
+}
+
+/// Reads the channel while no connection is up, keeping codec
+/// configurations and discarding media; returns when every sender is gone.
+async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, configs: &mut Configs, status: &watch::Sender<EgressStatus>) {
+    while let Some(media) = rx.recv().await {
+        if !configs.keep(&media) {
+            status.send_modify(|s| s.media_discarded += 1);
+        }
+    }
+}
+
+/// Whether libsrt is installed here (tests skip SRT without it).
+pub fn available() -> bool {
+    ffi::available()
+}

@@ -1,0 +1,173 @@
+//! An SRT output's own small GStreamer pipeline: two appsrcs (the rung's
+//! H.264 and the shared AAC) -> `h264parse` (AVC to byte-stream, SPS/PPS
+//! before every IDR) and `aacparse` -> `mpegtsmux alignment=7` -> appsink,
+//! whose 1316-byte chunks (7 TS packets, one SRT live message each) go to
+//! the output's SRT socket. Its bus is this output's alone: nothing here
+//! reaches the encoding pipeline.
+//!
+//! Timestamps are the media's running time as the encoding pipeline made
+//! it, so every connection of every rung carries one timeline.
+
+use super::ffi::{Socket, SrtError};
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One SRT live-mode message: 7 TS packets of 188 bytes.
+pub const CHUNK: usize = 7 * 188;
+/// What the appsrcs may hold before the output skips to the next keyframe.
+const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What the muxer's side reports to its actor.
+#[derive(Debug)]
+pub(super) enum TsEvent {
+    /// The SRT socket refused a send (connection lost).
+    SendFailed(SrtError),
+    /// The muxer pipeline failed (fixed text, no value).
+    Failed(String),
+}
+
+/// The formats the appsrcs announce.
+#[derive(Clone, Debug)]
+pub struct TsFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: crate::config::Fps,
+    pub audio_rate: u32,
+    pub audio_channels: u32,
+}
+
+pub(super) struct TsMuxer {
+    pipeline: gst::Pipeline,
+    video: gst_app::AppSrc,
+    audio: gst_app::AppSrc,
+    frame_ns: u64,
+    audio_frame_ns: u64,
+}
+
+fn element(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element `{factory}` is not installed"))
+}
+
+impl TsMuxer {
+    /// Builds and starts the muxer, sending into `socket`. Blocking (state
+    /// change): call off the runtime.
+    pub(super) fn start(
+        label: &str,
+        format: &TsFormat,
+        video_config: &Bytes,
+        audio_config: &Bytes,
+        socket: Arc<Socket>,
+        events: mpsc::UnboundedSender<TsEvent>,
+    ) -> Result<TsMuxer, String> {
+        let pipeline = gst::Pipeline::with_name(&format!("srt_{}", label.replace('/', "_")));
+        let video_caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("codec_data", gst::Buffer::from_slice(video_config.clone()))
+            .field("width", format.width as i32)
+            .field("height", format.height as i32)
+            .field("framerate", gst::Fraction::new(format.fps.num as i32, format.fps.den as i32))
+            .build();
+        let audio_caps = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .field("stream-format", "raw")
+            .field("framed", true)
+            .field("codec_data", gst::Buffer::from_slice(audio_config.clone()))
+            .field("rate", format.audio_rate as i32)
+            .field("channels", format.audio_channels as i32)
+            .build();
+        // Not live: the timestamps are the encoder's running time, not this
+        // pipeline's clock; the muxer interleaves by timestamp as data comes.
+        let appsrc = |caps: gst::Caps| {
+            gst_app::AppSrc::builder()
+                .caps(&caps)
+                .format(gst::Format::Time)
+                .is_live(false)
+                .block(false)
+                .max_bytes(MAX_QUEUED_BYTES * 2)
+                .build()
+        };
+        let (video, audio) = (appsrc(video_caps), appsrc(audio_caps));
+        let parse = element("h264parse")?;
+        parse.set_property("config-interval", -1i32);
+        let aparse = element("aacparse")?;
+        let mux = element("mpegtsmux")?;
+        // 1316-byte output buffers: GStreamer 1.22's SRT path needs them (field notes).
+        mux.set_property("alignment", 7i32);
+        let sink = gst_app::AppSink::builder().sync(false).max_buffers(64).build();
+        let sent_to = events.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    for chunk in map.chunks(CHUNK) {
+                        if let Err(e) = socket.send(chunk) {
+                            let _ = sent_to.send(TsEvent::SendFailed(e));
+                            return Err(gst::FlowError::Error);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .add_many([video.upcast_ref::<gst::Element>(), audio.upcast_ref(), &parse, &aparse, &mux, sink.upcast_ref()])
+            .map_err(|_| "cannot assemble the SRT muxer".to_string())?;
+        let linked = gst::Element::link_many([video.upcast_ref::<gst::Element>(), &parse, &mux, sink.upcast_ref()]).is_ok()
+            && gst::Element::link_many([audio.upcast_ref::<gst::Element>(), &aparse, &mux]).is_ok();
+        if !linked {
+            return Err("cannot link the SRT muxer".to_string());
+        }
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Error(_) = msg.view() {
+                let _ = events.send(TsEvent::Failed("the MPEG-TS muxer failed".into()));
+            }
+            gst::BusSyncReply::Drop
+        });
+        pipeline.set_state(gst::State::Playing).map_err(|_| "the SRT muxer refused to start".to_string())?;
+        let frame_ns = format.fps.frame_ns();
+        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(format.audio_rate.max(1));
+        Ok(TsMuxer { pipeline, video, audio, frame_ns, audio_frame_ns })
+    }
+
+    /// More queued than a slow link should hold: skip to the next keyframe.
+    pub(super) fn over_limit(&self) -> bool {
+        self.video.current_level_bytes() + self.audio.current_level_bytes() > MAX_QUEUED_BYTES
+    }
+
+    pub(super) fn push_video(&self, pts_ns: u64, dts_ns: u64, keyframe: bool, data: Bytes) -> bool {
+        let mut buffer = gst::Buffer::from_slice(data);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+            b.set_dts(gst::ClockTime::from_nseconds(dts_ns));
+            b.set_duration(gst::ClockTime::from_nseconds(self.frame_ns));
+            if !keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.video.push_buffer(buffer).is_ok()
+    }
+
+    pub(super) fn push_audio(&self, pts_ns: u64, data: Bytes) -> bool {
+        let mut buffer = gst::Buffer::from_slice(data);
+        let b = buffer.get_mut().expect("a new buffer is writable");
+        b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+        b.set_duration(gst::ClockTime::from_nseconds(self.audio_frame_ns));
+        self.audio.push_buffer(buffer).is_ok()
+    }
+
+    /// Tears the pipeline down. Blocking: call off the runtime.
+    pub(super) fn close(self) {
+        let _ = self.video.end_of_stream();
+        let _ = self.audio.end_of_stream();
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
