@@ -37,6 +37,10 @@ use tracing::{info, instrument, warn};
 const STABLE: Duration = Duration::from_secs(10);
 /// How often the sender's statistics are read into the status.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How long a clean close waits for the muxer's and libsrt's last packets.
+const DRAIN: Duration = Duration::from_millis(600);
+/// The longest a clean close lingers for the receiver's latency window.
+const LINGER_MAX: Duration = Duration::from_millis(1500);
 /// A send that cannot hand its data to libsrt for this long fails the connection.
 const SEND_TIMEOUT_MS: i32 = 3000;
 
@@ -343,7 +347,7 @@ async fn stream(
             ev = events.recv() => match ev {
                 Some(TsEvent::SendFailed(e)) => break Err(lost(e)),
                 Some(TsEvent::Failed(m)) => break Err(SrtOutputError::Muxer(m)),
-                None => {}
+                Some(TsEvent::Finished) | None => {}
             },
             _ = stats.tick() => {
                 let sock = socket.clone();
@@ -420,22 +424,41 @@ async fn stream(
             }
         }
     };
+    if result.is_ok()
+        && let Some(m) = &muxer
+    {
+        // A clean end: the muxer's last packets, then what libsrt still holds
+        // (live mode drops unsent data on close), bounded.
+        m.finish();
+        let _ = tokio::time::timeout(DRAIN, async {
+            while let Some(ev) = events.recv().await {
+                if matches!(ev, TsEvent::Finished | TsEvent::SendFailed(_) | TsEvent::Failed(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        let deadline = Instant::now() + DRAIN;
+        while Instant::now() < deadline && socket.connected() && socket.stats().is_some_and(|p| p.pktSndBuf > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The receiver delivers each packet `latency` after it was sent and
+        // drops what it still holds when the connection closes: linger that
+        // long (bounded, the session's stop waits 3 s for an output).
+        let linger = Duration::from_millis(u64::from(plan.latency_ms) + 100).min(LINGER_MAX);
+        tokio::time::sleep(linger).await;
+    }
     let sock = socket.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    let sent = tokio::task::spawn_blocking(move || {
         if let Some(m) = muxer {
             m.close();
         }
-        if let Some(p) = sock.stats() {
-            return Some(p.byteSentTotal);
-        }
-        None
+        sock.stats().map(|p| p.byteSentTotal)
     })
-    .await
-    .map(|sent| {
-        if let Some(b) = sent {
-            status.send_modify(|s| s.bytes_sent = bytes_before + b);
-        }
-    });
+    .await;
+    if let Ok(Some(b)) = sent {
+        status.send_modify(|s| s.bytes_sent = bytes_before + b);
+    }
     // The socket closes when the last reference (here) goes.
     drop(socket);
     result

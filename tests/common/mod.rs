@@ -12,6 +12,7 @@ pub mod mqtt;
 pub mod mqtt_stall;
 pub mod nginx;
 pub mod source;
+pub mod srt;
 pub mod tls;
 
 use std::net::TcpListener;

@@ -28,6 +28,8 @@ pub(super) enum TsEvent {
     SendFailed(SrtError),
     /// The muxer pipeline failed (fixed text, no value).
     Failed(String),
+    /// End of stream drained: everything muxed was handed to the socket.
+    Finished,
 }
 
 /// The formats the appsrcs announce.
@@ -126,8 +128,14 @@ impl TsMuxer {
         }
         let bus = pipeline.bus().expect("a pipeline has a bus");
         bus.set_sync_handler(move |_, msg| {
-            if let gst::MessageView::Error(_) = msg.view() {
-                let _ = events.send(TsEvent::Failed("the MPEG-TS muxer failed".into()));
+            match msg.view() {
+                gst::MessageView::Error(_) => {
+                    let _ = events.send(TsEvent::Failed("the MPEG-TS muxer failed".into()));
+                }
+                gst::MessageView::Eos(_) => {
+                    let _ = events.send(TsEvent::Finished);
+                }
+                _ => {}
             }
             gst::BusSyncReply::Drop
         });
@@ -164,10 +172,14 @@ impl TsMuxer {
         self.audio.push_buffer(buffer).is_ok()
     }
 
-    /// Tears the pipeline down. Blocking: call off the runtime.
-    pub(super) fn close(self) {
+    /// Ends both tracks: the muxer flushes its last packets; `Finished` follows.
+    pub(super) fn finish(&self) {
         let _ = self.video.end_of_stream();
         let _ = self.audio.end_of_stream();
+    }
+
+    /// Tears the pipeline down. Blocking: call off the runtime.
+    pub(super) fn close(self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
