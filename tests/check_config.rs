@@ -28,7 +28,12 @@ fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
             "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 900 }, { width = 640, height = 360, bitrate_kbps = 900 }]\n",
             "ladder.rungs[1].bitrate_kbps: is used by another rung",
         ),
-        ("[[destination]]\nurl = \"srt://h:9000\"\n", "destination[0].url: has a scheme that is not supported"),
+        ("[[destination]]\nurl = \"udp://h:9000\"\n", "destination[0].url: has a scheme that is not supported (use rtmp://, rtmps:// or srt://)"),
+        ("[[destination]]\nurl = \"srt://h\"\n", "destination[0].url: has no port"),
+        ("[[destination]]\nurl = \"srt://h:9000?pa55=x\"\n", "destination[0].url: has a query parameter fieldcast does not know"),
+        ("[[destination]]\nurl = \"srt://h:9000\"\npassphrase = \"short\"\n", "destination[0].passphrase: must be 10 to 79 characters"),
+        ("[[destination]]\nurl = \"srt://h:9000\"\npassphrase = \"long-enough-1\"\npbkeylen = 20\n", "destination[0].pbkeylen: expected one of: 16, 24, 32"),
+        ("[[destination]]\nurl = \"srt://h:9000\"\nlatency_ms = 2000000\n", "destination[0].latency_ms: is outside 20..10000 ms"),
         ("[[destination]]\nurl = \"rtmp://h/live\"\ntarget = \"basic\"\n", "destination[0].target: the ladder needs 11028 kbit/s with audio, over the 5000 kbit/s cap"),
         ("[ladder]\ngop_seconds = [\n", "config.toml:3:1: invalid TOML syntax"),
         ("[ladder]\ngop = 2\n", "ladder: unknown field (allowed here: profile, rungs, gop_seconds, h264_profile)"),
@@ -64,6 +69,20 @@ fn a_valid_config_prints_the_plan_and_no_secret() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+}
+
+#[test]
+fn an_srt_output_is_printed_with_its_passphrase_and_keyed_streamid_hidden() {
+    let config = "[ladder]\nprofile = \"basic\"\n[[destination]]\nname = \"relay\"\nrungs = [\"720p\"]\n\
+                  url = \"srt://relay.example.com:9000?latency=800&passphrase=pa55SECRET-pa55\"\n\
+                  streamid = \"#!::r={rung},u={key}\"\nkey = \"k3ySECRET\"\n";
+    let (code, out, err) = check(config);
+    assert_eq!(code, 0, "{err}");
+    let want = "publish:   relay/720p -> srt://relay.example.com:9000?latency=800&passphrase=*** streamid `#!::***=720p,***={key}`";
+    let want = want.replace("{key}", "***");
+    assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    assert!(out.contains("MPEG-TS, latency 800 ms, AES-128"), "{out}");
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
 }
 

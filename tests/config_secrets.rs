@@ -23,7 +23,8 @@ const EXIT_CONFIG: i32 = 78;
 
 /// Fields whose value must never be shown, accepted or not.
 fn is_secret(field: &str) -> bool {
-    ["destination[0].key", "destination[0].stream", "destination[0].url", "mqtt.password"].contains(&field)
+    ["destination[0].key", "destination[0].stream", "destination[0].url", "destination[0].passphrase", "destination[0].streamid", "mqtt.password"]
+        .contains(&field)
 }
 
 /// (name, value) of every marker for a field of `shape`: every TOML type, and
@@ -45,6 +46,7 @@ fn markers(shape: Shape) -> Vec<(&'static str, toml::Value)> {
         m.push(("url with credentials", V::String("rtmp://Qz7x9Vw:Qz7x9Vw-pw@127.0.0.1/live".into())));
         m.push(("mqtt url with credentials", V::String("mqtt://Qz7x9Vw:Qz7x9Vw-pw@127.0.0.1:1883".into())));
         m.push(("template with a literal key", V::String("{rung}_Qz7x9Vw".into())));
+        m.push(("srt url with a passphrase and a streamid", V::String("srt://127.0.0.1:1?passphrase=Qz7x9Vw-pass&streamid=Qz7x9Vw".into())));
     }
     m
 }
@@ -62,9 +64,15 @@ fn enablers(field: &str) -> Vec<(&'static str, toml::Value)> {
         "audio.device" => e.push(("audio.source", s("alsa"))),
         "mqtt.password" => e.push(("mqtt.username", s("box"))),
         "destination[0].key" => e.push(("destination[0].stream", s("{rung}_{key}"))),
+        "destination[0].pbkeylen" => e.push(("destination[0].passphrase", s("0123456789ab"))),
         _ => {}
     }
-    if field.starts_with("destination[0]") {
+    // SRT's fields are read on an SRT destination, RTMP's on an RTMP one.
+    const SRT_FIELDS: &[&str] = &["streamid", "passphrase", "pbkeylen", "latency_ms", "mode"];
+    if let Some(name) = field.strip_prefix("destination[0].") {
+        let url = if SRT_FIELDS.contains(&name) { "srt://127.0.0.1:1" } else { "rtmp://127.0.0.1:1/live" };
+        e.insert(0, ("destination[0].url", s(url)));
+    } else if field == "destination[0]" {
         e.insert(0, ("destination[0].url", s("rtmp://127.0.0.1:1/live")));
     }
     if field.starts_with("ladder.rungs[0].") {

@@ -202,6 +202,8 @@ mod tests {
             "destination[0].key (String)",
             "destination[0].rungs[0] (String)",
             "destination[0].enabled (Bool)",
+            "destination[0].passphrase (String)",
+            "destination[0].pbkeylen (Integer)",
             "recording.rungs (Array)",
             "egress.connect_timeout_ms (Integer)",
             "mqtt.password (String)",
@@ -211,9 +213,9 @@ mod tests {
             assert!(all.contains(&want.to_string()), "missing {want:?} in {all:#?}");
         }
         // Top level 4, source 12, audio 5, ladder 3 + a rung's 4, destination
-        // 7 + rungs[0], recording 6 + rungs[0], egress 3, input_loss 3, mqtt 13.
+        // 12 + rungs[0], recording 6 + rungs[0], egress 3, input_loss 3, mqtt 13.
         let leaves = fields().iter().filter(|f| !matches!(f.shape, Shape::Table | Shape::Array)).count();
-        assert_eq!(leaves, 4 + 12 + 5 + 3 + 4 + 8 + 7 + 3 + 3 + 13, "{all:#?}");
+        assert_eq!(leaves, 4 + 12 + 5 + 3 + 4 + 13 + 7 + 3 + 3 + 13, "{all:#?}");
         assert!(is_field_name("bitrate_kbps") && is_field_name("mqtt") && !is_field_name("sk_live_x"));
     }
 }

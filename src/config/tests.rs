@@ -106,6 +106,32 @@ fn bad_destinations_are_refused_with_an_error_naming_the_destination_field() {
     refused(&format!("{DEST}target = \"single\"\n"), "destination[0].rungs", "takes 1 rendition");
     refused(&format!("{DEST}target = \"mars\"\n"), "destination[0].target", "expected one of: any");
     refused(&format!("{DEST}name = \"a\"\n{DEST}name = \"a\"\n"), "destination[1].name", "used by another destination");
+    // SRT: each setting from a field or the URL's query, checked the same way.
+    let srt = |extra: &str| format!("[ladder]\nprofile = \"single\"\n[[destination]]\nurl = \"srt://h:9000\"\n{extra}");
+    refused("[[destination]]\nurl = \"srt://h:70000\"\n", "destination[0].url", "is not a URL");
+    refused("[[destination]]\nurl = \"srt://h:9000/live\"\n", "destination[0].url", "has a path");
+    refused("[[destination]]\nurl = \"srt://:9000\"\n", "destination[0].url", "has no host");
+    refused(&srt("passphrase = \"123456789\"\n"), "destination[0].passphrase", "10 to 79 characters");
+    refused(&srt(&format!("passphrase = \"{}\"\n", "x".repeat(80))), "destination[0].passphrase", "10 to 79 characters");
+    refused(&srt("passphrase = \"long-enough-1\"\npbkeylen = 8\n"), "destination[0].pbkeylen", "16, 24, 32");
+    refused(&srt("pbkeylen = 32\n"), "destination[0].pbkeylen", "needs a `passphrase`");
+    refused(&srt("latency_ms = 10\n"), "destination[0].latency_ms", "outside 20..10000");
+    refused(&srt("mode = \"rendezvous\"\n"), "destination[0].mode", "caller, listener");
+    refused(&srt("stream = \"{rung}\"\n"), "destination[0].stream", "for RTMP destinations");
+    refused(&srt("streamid = \"{rung}_{key}\"\n"), "destination[0].streamid", "no `key`");
+    refused("[[destination]]\nurl = \"srt://h:9000?latency=5\"\n", "destination[0].url", "the query's `latency`: is outside");
+    refused("[[destination]]\nurl = \"srt://h:9000?pbkeylen=x\"\n", "destination[0].url", "the query's `pbkeylen`: is not a whole number");
+    refused("[[destination]]\nurl = \"srt://h:9000?passphrase=short\"\n", "destination[0].url", "the query's `passphrase`: must be 10 to 79");
+    refused(&srt("latency_ms = 100\n").replace("srt://h:9000", "srt://h:9000?latency=100"), "destination[0].latency_ms", "both here and as `latency`");
+    refused("[[destination]]\nurl = \"srt://:9000?mode=listener\"\n", "destination[0].rungs", "a listener serves one rung");
+    refused(&format!("{DEST}passphrase = \"long-enough-1\"\n"), "destination[0].passphrase", "for SRT destinations");
+    let c = check(&srt("passphrase = \"long-enough-1\"\npbkeylen = 32\nlatency_ms = 120\nstreamid = \"cam_{rung}\"\n")).unwrap();
+    let s = c.destinations[0].srt.as_ref().unwrap();
+    assert_eq!((s.mode, s.pbkeylen, s.latency_ms, s.streamid_template.as_deref()), (SrtMode::Caller, 32, 120, Some("cam_{rung}")));
+    assert_eq!(s.passphrase.as_ref().map(|p| p.expose()), Some("long-enough-1"));
+    let q = check("[ladder]\nprofile = \"single\"\n[[destination]]\nurl = \"srt://:9000?mode=listener&latency=300&streamid=\"\n").unwrap();
+    let s = q.destinations[0].srt.as_ref().unwrap();
+    assert_eq!((s.mode, s.passphrase.is_none(), s.latency_ms, s.streamid_template.as_deref()), (SrtMode::Listener, true, 300, None));
     // A basic ladder fits a basic channel.
     check(&format!("[ladder]\nprofile = \"basic\"\n{DEST}target = \"basic\"\n")).unwrap();
 }

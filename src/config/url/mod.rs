@@ -52,11 +52,12 @@ pub enum DestinationUrl {
 
 impl DestinationUrl {
     pub fn parse(raw: &str) -> Result<DestinationUrl, UrlError> {
-        let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
-        match url.scheme() {
-            "rtmp" | "rtmps" => RtmpUrl::parse(raw).map(DestinationUrl::Rtmp),
-            "srt" => SrtUrl::parse(raw).map(DestinationUrl::Srt),
-            _ => Err(UrlError::Scheme),
+        let scheme = raw.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("rtmp" | "rtmps") => RtmpUrl::parse(raw).map(DestinationUrl::Rtmp),
+            Some("srt") => SrtUrl::parse(raw).map(DestinationUrl::Srt),
+            // Not a URL at all, or another scheme.
+            _ => Err(url::Url::parse(raw.trim()).err().map(UrlError::Syntax).unwrap_or(UrlError::Scheme)),
         }
     }
 

@@ -27,7 +27,12 @@ pub struct SrtUrl {
 
 impl SrtUrl {
     pub fn parse(raw: &str) -> Result<SrtUrl, UrlError> {
-        let url = url::Url::parse(raw.trim()).map_err(UrlError::Syntax)?;
+        // `srt://:PORT` (no host, as srt-live-transmit writes a listener):
+        // the URL parser wants a host, so parse it as every interface.
+        let raw = raw.trim();
+        let any_host = raw.starts_with("srt://:");
+        let raw = if any_host { raw.replacen("srt://:", "srt://0.0.0.0:", 1) } else { raw.to_owned() };
+        let url = url::Url::parse(&raw).map_err(UrlError::Syntax)?;
         if url.scheme() != "srt" {
             return Err(UrlError::Scheme);
         }
@@ -40,7 +45,7 @@ impl SrtUrl {
         if !matches!(url.path(), "" | "/") {
             return Err(UrlError::SrtPath);
         }
-        let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = if any_host { String::new() } else { url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string() };
         let port = match url.port() {
             Some(0) | None => return Err(UrlError::NoPort),
             Some(p) => p,
