@@ -117,6 +117,7 @@ impl Reporter {
                         "reconnects": st.reconnects,
                         "frames_dropped": st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
                         "last_error": st.last_error,
+                        "srt": st.srt,
                     })
                 })
                 .collect(),

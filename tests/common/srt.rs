@@ -89,13 +89,13 @@ impl SrtReceiver {
 
     /// Lets the receiver finish its file (the caller has gone) or stops it.
     pub fn finish(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        if let Some(mut c) = self.child.take()
+            && !wait_child(&mut c, Duration::from_secs(5))
+        {
+            kill(c.id(), Signal::SIGINT);
             if !wait_child(&mut c, Duration::from_secs(5)) {
-                kill(c.id(), Signal::SIGINT);
-                if !wait_child(&mut c, Duration::from_secs(5)) {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
+                let _ = c.kill();
+                let _ = c.wait();
             }
         }
     }

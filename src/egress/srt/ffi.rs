@@ -85,6 +85,16 @@ pub fn available() -> bool {
     api().is_ok()
 }
 
+/// A symbol's address as the function pointer type `T` declares.
+///
+/// # Safety
+/// `T` must be the `extern "C"` function type of the symbol at `p`.
+unsafe fn fn_ptr<T: Copy>(p: *mut c_void) -> T {
+    assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<*mut c_void>(), "a function pointer");
+    // SAFETY: same size, and the caller vouches for the type.
+    unsafe { std::mem::transmute_copy(&p) }
+}
+
 fn load() -> Option<Api> {
     let handle = LIBRARIES.iter().find_map(|name| {
         let c = CString::new(*name).expect("no NUL in a library name");
@@ -101,7 +111,7 @@ fn load() -> Option<Api> {
             if p.is_null() {
                 return None;
             }
-            unsafe { std::mem::transmute::<*mut c_void, _>(p) }
+            unsafe { fn_ptr(p) }
         }};
     }
     let api = Api {
