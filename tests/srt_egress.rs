@@ -188,3 +188,33 @@ fn an_srt_output_that_fails_for_good_leaves_the_rtmp_output_of_the_same_session_
     assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
     eprintln!("RTMP: {} frames over {span:.1} s, longest gap {longest:.3} s while the SRT receiver was gone", pk.len());
 }
+
+#[test]
+fn a_listener_output_serves_the_receiver_that_dials_in() {
+    if !libsrt_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::srt::free_udp_port();
+    let rung = if emulated() { ("r180", 320, 180, 300) } else { LADDER[1] };
+    let config = format!(
+        "{}[[destination]]\nname = \"pull\"\nurl = \"srt://:{port}?mode=listener\"\nrungs = [\"{}\"]\npassphrase = \"{PASSPHRASE}\"\n",
+        ladder_toml(),
+        rung.0
+    );
+    let out = dir.path().join("pulled.ts");
+    let logs = run_fieldcast(dir.path(), &config, 10, || {
+        std::thread::sleep(Duration::from_secs(2));
+        let pulled = common::run_with_timeout(
+            std::process::Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-i"])
+                .arg(format!("srt://127.0.0.1:{port}?mode=caller&passphrase={PASSPHRASE}&pbkeylen=16"))
+                .args(["-t", "5", "-c", "copy", "-f", "mpegts", "-y"])
+                .arg(&out),
+            Duration::from_secs(20),
+        );
+        assert!(pulled.status.success(), "ffmpeg could not pull: {}", String::from_utf8_lossy(&pulled.stderr));
+    });
+    judge(&out, rung, "pulled from the listener");
+    assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
+}

@@ -237,6 +237,10 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
             () = discard_until_closed(&mut rx, &mut configs, &status) => break,
         }
     }
+    // Wakes a thread still waiting in `accept` and frees the port.
+    if let Some(l) = listener {
+        l.close();
+    }
     status.send_modify(|s| s.state = EgressState::Stopped);
     info!("media channel closed; SRT output stopped");
 }

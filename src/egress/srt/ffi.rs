@@ -160,10 +160,11 @@ pub struct SrtError {
     pub text: String,
 }
 
-/// One SRT socket, closed on drop. Calls are thread-safe in libsrt.
+/// One SRT socket, closed on drop (or by [`Socket::close`], which also
+/// wakes a thread blocked in `accept`). Calls are thread-safe in libsrt.
 #[derive(Debug)]
 pub struct Socket {
-    sock: Sock,
+    sock: std::sync::atomic::AtomicI32,
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, c_int) {
@@ -200,7 +201,11 @@ impl Socket {
         let api = api()?;
         // SAFETY: no arguments; a negative result is an error.
         let sock = unsafe { (api.srt_create_socket)() };
-        Ok(Socket { sock })
+        Ok(Socket { sock: sock.into() })
+    }
+
+    fn sock(&self) -> Sock {
+        self.sock.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn api(&self) -> &'static Api {
@@ -213,20 +218,20 @@ impl Socket {
 
     pub fn set_int(&self, opt: c_int, value: c_int) -> Result<(), SrtError> {
         // SAFETY: a pointer to a live c_int and its size.
-        let r = unsafe { (self.api().srt_setsockflag)(self.sock, opt, &value as *const c_int as *const c_void, 4) };
+        let r = unsafe { (self.api().srt_setsockflag)(self.sock(), opt, &value as *const c_int as *const c_void, 4) };
         self.check(r)
     }
 
     pub fn set_bool(&self, opt: c_int, value: bool) -> Result<(), SrtError> {
         let v = value;
         // SAFETY: SRT's boolean options take a C++ bool (1 byte).
-        let r = unsafe { (self.api().srt_setsockflag)(self.sock, opt, &v as *const bool as *const c_void, 1) };
+        let r = unsafe { (self.api().srt_setsockflag)(self.sock(), opt, &v as *const bool as *const c_void, 1) };
         self.check(r)
     }
 
     pub fn set_str(&self, opt: c_int, value: &str) -> Result<(), SrtError> {
         // SAFETY: libsrt copies `len` bytes of the string (no NUL needed).
-        let r = unsafe { (self.api().srt_setsockflag)(self.sock, opt, value.as_ptr() as *const c_void, value.len() as c_int) };
+        let r = unsafe { (self.api().srt_setsockflag)(self.sock(), opt, value.as_ptr() as *const c_void, value.len() as c_int) };
         self.check(r)
     }
 
@@ -234,20 +239,20 @@ impl Socket {
     pub fn connect(&self, addr: &SocketAddr) -> Result<(), SrtError> {
         let (sa, len) = sockaddr(addr);
         // SAFETY: a valid sockaddr of `len` bytes.
-        let r = unsafe { (self.api().srt_connect)(self.sock, &sa as *const _ as *const libc::sockaddr, len) };
+        let r = unsafe { (self.api().srt_connect)(self.sock(), &sa as *const _ as *const libc::sockaddr, len) };
         self.check(r)
     }
 
     pub fn bind(&self, addr: &SocketAddr) -> Result<(), SrtError> {
         let (sa, len) = sockaddr(addr);
         // SAFETY: as in `connect`.
-        let r = unsafe { (self.api().srt_bind)(self.sock, &sa as *const _ as *const libc::sockaddr, len) };
+        let r = unsafe { (self.api().srt_bind)(self.sock(), &sa as *const _ as *const libc::sockaddr, len) };
         self.check(r)
     }
 
     pub fn listen(&self) -> Result<(), SrtError> {
         // SAFETY: a plain call on our socket.
-        let r = unsafe { (self.api().srt_listen)(self.sock, 1) };
+        let r = unsafe { (self.api().srt_listen)(self.sock(), 1) };
         self.check(r)
     }
 
@@ -256,21 +261,21 @@ impl Socket {
         // SAFETY: libsrt fills at most `len` bytes of the storage.
         let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as c_int;
-        let s = unsafe { (self.api().srt_accept)(self.sock, &mut sa as *mut _ as *mut libc::sockaddr, &mut len) };
-        if s < 0 { Err(last_error(self.api())) } else { Ok(Socket { sock: s }) }
+        let s = unsafe { (self.api().srt_accept)(self.sock(), &mut sa as *mut _ as *mut libc::sockaddr, &mut len) };
+        if s < 0 { Err(last_error(self.api())) } else { Ok(Socket { sock: s.into() }) }
     }
 
     /// Sends one live-mode message (a 1316-byte TS chunk).
     pub fn send(&self, data: &[u8]) -> Result<(), SrtError> {
         // SAFETY: a live buffer of `len` bytes; ttl -1, in order.
-        let r = unsafe { (self.api().srt_sendmsg)(self.sock, data.as_ptr() as *const c_char, data.len() as c_int, -1, 1) };
+        let r = unsafe { (self.api().srt_sendmsg)(self.sock(), data.as_ptr() as *const c_char, data.len() as c_int, -1, 1) };
         self.check(r)
     }
 
     /// The reason a connect was refused (`SRT_REJ_*`, or the peer's 1000+ code).
     pub fn reject_reason(&self) -> c_int {
         // SAFETY: a plain call on our socket.
-        unsafe { (self.api().srt_getrejectreason)(self.sock) }
+        unsafe { (self.api().srt_getrejectreason)(self.sock()) }
     }
 
     /// libsrt's fixed text for a reject reason.
@@ -282,24 +287,34 @@ impl Socket {
 
     pub fn connected(&self) -> bool {
         // SAFETY: a plain call on our socket.
-        unsafe { (self.api().srt_getsockstate)(self.sock) == SRTS_CONNECTED }
+        unsafe { (self.api().srt_getsockstate)(self.sock()) == SRTS_CONNECTED }
     }
 
     /// The sender's statistics since the connection began.
     pub fn stats(&self) -> Option<PerfMon> {
         let mut perf = PerfMon::default();
         // SAFETY: `PerfMon` has the layout of SRT_TRACEBSTATS; clear = 0.
-        let r = unsafe { (self.api().srt_bstats)(self.sock, &mut perf, 0) };
+        let r = unsafe { (self.api().srt_bstats)(self.sock(), &mut perf, 0) };
         (r >= 0).then_some(perf)
+    }
+}
+
+impl Socket {
+    /// Closes the socket now (idempotent); later calls fail cleanly.
+    pub fn close(&self) {
+        let sock = self.sock.swap(-1, std::sync::atomic::Ordering::AcqRel);
+        if sock >= 0
+            && let Ok(api) = api()
+        {
+            // SAFETY: closing our own socket, once (the swap above).
+            unsafe { (api.srt_close)(sock) };
+        }
     }
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        if let Ok(api) = api() {
-            // SAFETY: closing our own socket once.
-            unsafe { (api.srt_close)(self.sock) };
-        }
+        self.close();
     }
 }
 
