@@ -152,7 +152,16 @@ impl Session {
         let plan = make_plan(config, board)?;
         let mut taps = Taps::default();
         let mut gates = egress::resume::ResumeGates::default();
-        let egress: Vec<OutputHandle> = plan.outputs.iter().map(|p| egress::spawn(p, &mut gates)).collect();
+        let failovers: std::collections::HashMap<&str, egress::failover::Failover> = config
+            .destinations
+            .iter()
+            .filter_map(|d| match d.backup.as_ref()?.redundancy {
+                crate::config::Redundancy::Failover { after } => Some((d.name.as_str(), egress::failover::Failover::new(after))),
+                crate::config::Redundancy::Both => None,
+            })
+            .collect();
+        let egress: Vec<OutputHandle> =
+            plan.outputs.iter().map(|p| egress::spawn(p, &mut gates, failovers.get(p.destination()))).collect();
         for e in &egress {
             taps.video.entry(e.rung.clone()).or_default().push(e.sender.clone());
             taps.audio.push(e.sender.clone());

@@ -23,7 +23,7 @@ const EXIT_CONFIG: i32 = 78;
 
 /// Fields whose value must never be shown, accepted or not.
 fn is_secret(field: &str) -> bool {
-    ["destination[0].key", "destination[0].stream", "destination[0].url", "destination[0].passphrase", "destination[0].streamid", "mqtt.password"]
+    ["destination[0].key", "destination[0].stream", "destination[0].url", "destination[0].backup_url", "destination[0].passphrase", "destination[0].streamid", "mqtt.password"]
         .contains(&field)
 }
 
@@ -65,6 +65,7 @@ fn enablers(field: &str) -> Vec<(&'static str, toml::Value)> {
         "mqtt.password" => e.push(("mqtt.username", s("box"))),
         "destination[0].key" => e.push(("destination[0].stream", s("{rung}_{key}"))),
         "destination[0].pbkeylen" => e.push(("destination[0].passphrase", s("0123456789ab"))),
+        "destination[0].redundancy" | "destination[0].failover_after_ms" => e.push(("destination[0].backup_url", s("rtmp://127.0.0.2:1/live"))),
         _ => {}
     }
     // SRT's fields are read on an SRT destination, RTMP's on an RTMP one.

@@ -36,6 +36,7 @@ fn metadata(spec: &SourceSpec) -> PublishMetadata {
 fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpPlan {
     let (destination, rung) = label.split_once('/').expect("label is destination/rung");
     RtmpPlan {
+        endpoint: fieldcast::egress::failover::Endpoint::Primary,
         destination: destination.to_owned(),
         rung: rung.to_owned(),
         label: label.to_owned(),
@@ -55,7 +56,7 @@ fn egress(target: RtmpPlan) -> (MediaSender, JoinHandle<()>, watch::Receiver<Egr
     let (tx, rx) = MediaSender::channel(256);
     // One publish is its destination's only member: it never waits for others.
     let member = fieldcast::egress::resume::ResumeGate::default().member();
-    let (task, status) = rtmp::spawn(target, rx, member);
+    let (task, status) = rtmp::spawn(target, rx, member, None);
     (tx, task, status)
 }
 

@@ -99,6 +99,12 @@ pub struct RawDestination {
     pub latency_ms: Option<u32>,
     /// SRT: `caller` (default: the box dials the receiver) or `listener`.
     pub mode: Option<String>,
+    /// The channel's backup ingest (same protocol as `url`; same stream names).
+    pub backup_url: Option<String>,
+    /// With a backup: `failover` (default: push to the active one, switch
+    /// after it failed for `failover_after_ms`) or `both` (push to both).
+    pub redundancy: Option<String>,
+    pub failover_after_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -273,3 +273,24 @@ fn input_loss_timings_are_range_checked_and_a_slate_must_be_a_readable_png_or_jp
         refused(&at("locked.png"), "input_loss.slate_image", "cannot be read");
     }
 }
+
+#[test]
+fn a_backup_ingest_is_checked_field_by_field() {
+    let d = |extra: &str| format!("[[destination]]\nurl = \"rtmp://127.0.0.1/live\"\n{extra}\n");
+    refused(&d("backup_url = \"srt://127.0.0.1:9000\""), "destination[0].backup_url", "same protocol");
+    refused(&d("backup_url = \"http://127.0.0.1/x\""), "destination[0].backup_url", "");
+    refused(&d("redundancy = \"failover\""), "destination[0].backup_url", "is required");
+    refused(&d("failover_after_ms = 1000"), "destination[0].backup_url", "is required");
+    refused(&d("backup_url = \"rtmp://127.0.0.1/live\""), "destination[0].backup_url", "same endpoint");
+    refused(&d("backup_url = \"rtmp://b/live\"\nredundancy = \"mirror\""), "destination[0].redundancy", "failover, both");
+    refused(&d("backup_url = \"rtmp://b/live\"\nfailover_after_ms = 10"), "destination[0].failover_after_ms", "500..60000");
+    let c = check(&d("backup_url = \"rtmps://b/live/T0KEN\"")).unwrap();
+    let b = c.destinations[0].backup.as_ref().unwrap();
+    assert_eq!(b.redundancy, Redundancy::Failover { after: std::time::Duration::from_secs(3) }, "failover after 3 s by default");
+    let c = check(&d("backup_url = \"rtmp://b/live\"\nredundancy = \"both\"")).unwrap();
+    assert_eq!(c.destinations[0].backup.as_ref().unwrap().redundancy, Redundancy::Both);
+    // Every message names the field, never the value.
+    for e in errors(&d("backup_url = \"srt://SECRETHOST:9000\"")) {
+        assert!(!e.message.contains("SECRET"), "{e:?}");
+    }
+}

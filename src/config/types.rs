@@ -180,6 +180,25 @@ pub struct Destination {
     pub ca_file: Option<PathBuf>,
     /// Set exactly when `url` is an SRT URL.
     pub srt: Option<SrtSettings>,
+    /// The channel's backup ingest and how it is used.
+    pub backup: Option<Backup>,
+}
+
+/// A destination's second ingest endpoint (AMS live events, YouTube, MediaLive).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backup {
+    /// Same protocol as the primary URL (checked), same stream names.
+    pub url: DestinationUrl,
+    pub redundancy: Redundancy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redundancy {
+    /// Push to both at once: identical timestamps and IDRs on both.
+    Both,
+    /// Push to the active one; after it has failed for this long, switch to
+    /// the other; switch back only when that one fails the same way.
+    Failover { after: std::time::Duration },
 }
 
 impl Destination {

@@ -392,7 +392,47 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     {
         e.add(f("rungs"), format!("a `single` channel takes {n} rendition, this destination carries {}", carried.len()));
     }
-    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt })
+    let backup = backup(&d, url.as_ref(), i, e);
+    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt, backup })
+}
+
+/// `backup_url`, `redundancy`, `failover_after_ms`.
+fn backup(d: &RawDestination, primary: Option<&DestinationUrl>, i: usize, e: &mut Errors) -> Option<Backup> {
+    let f = |k: &str| format!("destination[{i}].{k}");
+    let after = d.failover_after_ms.unwrap_or(3000);
+    if !(500..=60_000).contains(&after) {
+        e.add(f("failover_after_ms"), "is outside 500..60000");
+    }
+    let redundancy = match d.redundancy.as_deref() {
+        None | Some("failover") => Redundancy::Failover { after: Duration::from_millis(after) },
+        Some("both") => Redundancy::Both,
+        Some(_) => {
+            e.add(f("redundancy"), "expected one of: failover, both");
+            Redundancy::Failover { after: Duration::from_millis(after) }
+        }
+    };
+    let Some(raw) = d.backup_url.as_deref() else {
+        if d.redundancy.is_some() || d.failover_after_ms.is_some() {
+            e.add(f("backup_url"), "is required with `redundancy` or `failover_after_ms`");
+        }
+        return None;
+    };
+    let url = match DestinationUrl::parse(raw) {
+        Ok(u) => u,
+        Err(err) => {
+            e.add(f("backup_url"), err.to_string());
+            return None;
+        }
+    };
+    let same = matches!((primary, &url), (Some(DestinationUrl::Rtmp(_)), DestinationUrl::Rtmp(_)) | (Some(DestinationUrl::Srt(_)), DestinationUrl::Srt(_)));
+    if primary.is_some() && !same {
+        e.add(f("backup_url"), "must use the same protocol as `url` (rtmp/rtmps, or srt)");
+        return None;
+    }
+    if d.url.as_deref().map(str::trim) == Some(raw.trim()) {
+        e.add(f("backup_url"), "is the same endpoint as `url`");
+    }
+    Some(Backup { url, redundancy })
 }
 
 fn check_template(t: &str, rungs: &[&RungSpec], has_key: bool, field: &str, e: &mut Errors) {

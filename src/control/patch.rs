@@ -112,7 +112,7 @@ fn redact_value(key: &str, v: &Value) -> Value {
         Value::Object(o) => Value::Object(redacted(o)),
         Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(key, x)).collect()),
         Value::String(s) if is_secret_key(key) && !s.is_empty() => Value::String("***".into()),
-        Value::String(s) if key == "url" => {
+        Value::String(s) if key == "url" || key == "backup_url" => {
             Value::String(DestinationUrl::parse(s).map(|u| u.to_string()).unwrap_or_else(|_| "***".into()))
         }
         Value::String(s) if key == "stream" || key == "streamid" => Value::String(config::redact_template(s)),

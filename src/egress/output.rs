@@ -3,6 +3,7 @@
 //! to read, and a bounded close.
 
 use super::plan::OutputPlan;
+use super::failover::Failover;
 use super::resume::ResumeGates;
 use super::status::EgressStatus;
 use super::{MediaSender, rtmp, srt};
@@ -19,6 +20,8 @@ pub struct OutputHandle {
     pub label: String,
     pub destination: String,
     pub rung: String,
+    /// `primary`, or `backup` for a destination's backup ingest.
+    pub endpoint: super::failover::Endpoint,
     pub status: watch::Receiver<EgressStatus>,
     /// Feeds the actor; the pipeline holds clones (see `pipeline::build::Taps`).
     pub sender: MediaSender,
@@ -28,17 +31,27 @@ pub struct OutputHandle {
 /// Starts the actor `plan` describes, with its own media channel; the
 /// outputs of one destination share a gate from `gates` so that they resume
 /// on the same keyframe.
-pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates) -> OutputHandle {
+///
+/// `failover`: the destination's shared failover state when it pushes to a
+/// primary and a backup in `failover` mode (each endpoint then resumes on
+/// its own gate: a standby must not hold the active one back).
+pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failover>) -> OutputHandle {
     let (sender, rx) = MediaSender::channel(OUTPUT_CHANNEL);
+    let gate = match failover {
+        Some(_) => format!("{}@{}", plan.destination(), plan.endpoint().as_str()),
+        None => plan.destination().to_owned(),
+    };
+    let standby = failover.map(|f| f.member(plan.endpoint()));
     let (task, status) = match plan {
-        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, gates.member(plan.destination())),
+        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, gates.member(&gate), standby),
         // SRT outputs do not share a resume gate yet: each resumes at its own next keyframe.
-        OutputPlan::Srt(p) => srt::spawn(p.clone(), rx),
+        OutputPlan::Srt(p) => srt::spawn(p.clone(), rx, standby),
     };
     OutputHandle {
         label: plan.label().to_owned(),
         destination: plan.destination().to_owned(),
         rung: plan.rung().to_owned(),
+        endpoint: plan.endpoint(),
         status,
         sender,
         task,

@@ -3,9 +3,10 @@
 //! metadata, backoff, timeouts), frozen when the session's plan is made.
 //! `check-config` prints them; [`super::spawn`] starts their actors.
 //!
-//! A destination with several endpoints (a backup ingest) would plan one
-//! output per endpoint: the actor is per (destination, rung, endpoint).
+//! A destination with a backup ingest plans one output per endpoint: the
+//! actor is per (destination, rung, endpoint), labelled `name/rung@backup`.
 
+use super::failover::Endpoint;
 use super::rtmp::{PublishMetadata, RtmpPlan};
 use super::srt::{SrtPlan, TsFormat};
 use crate::backoff::Backoff;
@@ -41,6 +42,12 @@ impl OutputPlan {
             OutputPlan::Srt(p) => &p.label,
         }
     }
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            OutputPlan::Rtmp(p) => p.endpoint,
+            OutputPlan::Srt(p) => p.endpoint,
+        }
+    }
     /// One line for `check-config`, secrets redacted.
     pub fn describe(&self) -> String {
         match self {
@@ -58,15 +65,28 @@ pub struct RungContext<'a> {
     pub options: &'a EgressOptions,
 }
 
-/// The plan of `destination`'s output for one rung.
-pub fn plan(destination: &Destination, cx: &RungContext<'_>) -> OutputPlan {
+/// The plans of `destination`'s outputs for one rung: one per endpoint
+/// (the primary, and the backup ingest if there is one).
+pub fn plan(destination: &Destination, cx: &RungContext<'_>) -> Vec<OutputPlan> {
+    let mut out = vec![endpoint_plan(destination, &destination.url, Endpoint::Primary, cx)];
+    if let Some(b) = &destination.backup {
+        out.push(endpoint_plan(destination, &b.url, Endpoint::Backup, cx));
+    }
+    out
+}
+
+fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endpoint, cx: &RungContext<'_>) -> OutputPlan {
     let rung = cx.rung;
-    let label = format!("{}/{}", destination.name, rung.name);
+    let label = match endpoint {
+        Endpoint::Primary => format!("{}/{}", destination.name, rung.name),
+        Endpoint::Backup => format!("{}/{}@backup", destination.name, rung.name),
+    };
     let backoff = Backoff { initial: cx.options.reconnect_initial, max: cx.options.reconnect_max };
-    match &destination.url {
+    match url {
         DestinationUrl::Rtmp(url) => OutputPlan::Rtmp(RtmpPlan {
             destination: destination.name.clone(),
             rung: rung.name.clone(),
+            endpoint,
             label,
             url: url.clone(),
             stream_name: destination.stream_name(rung),
@@ -90,6 +110,7 @@ pub fn plan(destination: &Destination, cx: &RungContext<'_>) -> OutputPlan {
             OutputPlan::Srt(SrtPlan {
                 destination: destination.name.clone(),
                 rung: rung.name.clone(),
+                endpoint,
                 label,
                 url: url.clone(),
                 mode: srt.mode,

@@ -22,6 +22,7 @@ mod transport;
 pub use transport::{TlsConfigError, TransportError, tls_config};
 
 use super::Media;
+use super::failover::FailoverMember;
 use super::resume::ResumeMember;
 use super::status::{EgressState, EgressStatus, error_chain};
 use crate::backoff::Backoff;
@@ -109,6 +110,8 @@ impl PublishMetadata {
 pub struct RtmpPlan {
     pub destination: String,
     pub rung: String,
+    /// Which of the destination's ingest endpoints this output pushes to.
+    pub endpoint: super::failover::Endpoint,
     /// Shown in logs and status, e.g. `primary/1080p`. Holds no secret.
     pub label: String,
     #[serde(serialize_with = "super::plan::display")]
@@ -197,9 +200,14 @@ impl std::fmt::Display for Stage {
 
 /// Starts the publisher for `target`, reading media from `rx`. The task ends
 /// (status [`EgressState::Stopped`]) once every sender of `rx` is dropped.
-pub fn spawn(target: RtmpPlan, rx: mpsc::Receiver<Media>, member: ResumeMember) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+pub fn spawn(
+    target: RtmpPlan,
+    rx: mpsc::Receiver<Media>,
+    member: ResumeMember,
+    standby: Option<FailoverMember>,
+) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let (status_tx, status_rx) = watch::channel(EgressStatus::new(target.label.clone()));
-    (tokio::spawn(run(target, rx, status_tx, member)), status_rx)
+    (tokio::spawn(run(target, rx, status_tx, member, standby)), status_rx)
 }
 
 /// While the server cannot be reached, a new attempt at least this often
@@ -239,7 +247,13 @@ fn retry_delay(failure: &EgressError, schedule: &mut crate::backoff::BackoffSche
 }
 
 #[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]
-async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>, mut member: ResumeMember) {
+async fn run(
+    target: RtmpPlan,
+    mut rx: mpsc::Receiver<Media>,
+    status: watch::Sender<EgressStatus>,
+    mut member: ResumeMember,
+    standby: Option<FailoverMember>,
+) {
     if let Err(e) = target.metadata.validate() {
         error!(error = %e, "refusing to publish");
         status.send_modify(|s| {
@@ -253,14 +267,25 @@ async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sen
     let mut schedule = target.backoff.schedule();
     let mut tls = None;
     loop {
+        if let Some(f) = standby.as_ref().filter(|f| !f.is_active()) {
+            status.send_modify(|s| s.state = EgressState::Standby);
+            tokio::select! {
+                () = f.until_active() => info!("this endpoint is now the active one"),
+                () = discard_until_closed(&mut rx, &mut feed, &status, &mut member) => break,
+            }
+        }
         let connected = tokio::select! {
             r = connect(&target, &mut tls, &redactor) => r,
             // The pipeline is gone while we were connecting: nothing left to publish.
             () = discard_until_closed(&mut rx, &mut feed, &status, &mut member) => break,
         };
+        let was_up = connected.is_ok();
         let failure = match connected {
             Ok(conn) => {
                 let since = Instant::now();
+                if let Some(f) = &standby {
+                    f.up();
+                }
                 member.set_ready(true, std::time::Instant::now());
                 let published = publish(conn, &target.metadata, &mut rx, &mut feed, &status, &mut member).await;
                 member.set_ready(false, std::time::Instant::now());
@@ -276,6 +301,9 @@ async fn run(target: RtmpPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sen
             }
             Err(e) => e,
         };
+        if standby.as_ref().is_some_and(|f| f.failed(was_up)) {
+            warn!(failed = %target.endpoint.as_str(), "the active endpoint has been failing for the failover delay: switching the destination to the other one");
+        }
         let delay = retry_delay(&failure, &mut schedule);
         let message = redactor.apply(&error_chain(&failure));
         if failure.is_refusal() {
@@ -455,6 +483,7 @@ mod tests {
     #[test]
     fn a_target_debug_shows_neither_token_nor_stream_key() {
         let target = RtmpPlan {
+            endpoint: crate::egress::failover::Endpoint::Primary,
             destination: "primary".into(),
             rung: "1080p".into(),
             label: "primary/1080p".into(),

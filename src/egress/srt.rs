@@ -15,6 +15,7 @@ mod mux;
 pub use mux::TsFormat;
 
 use super::Media;
+use super::failover::FailoverMember;
 use super::status::{EgressState, EgressStatus, SrtStats};
 use crate::backoff::Backoff;
 use crate::config::url::SrtUrl;
@@ -50,6 +51,7 @@ const SEND_TIMEOUT_MS: i32 = 3000;
 pub struct SrtPlan {
     pub destination: String,
     pub rung: String,
+    pub endpoint: super::failover::Endpoint,
     pub label: String,
     #[serde(serialize_with = "super::plan::display")]
     pub url: SrtUrl,
@@ -164,11 +166,11 @@ fn reject_name(code: i32) -> Option<&'static str> {
 
 /// Starts the output for `plan`, reading media from `rx`; it ends once
 /// every sender of `rx` is dropped.
-pub fn spawn(plan: SrtPlan, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+pub fn spawn(plan: SrtPlan, rx: mpsc::Receiver<Media>, standby: Option<FailoverMember>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let mut initial = EgressStatus::new(plan.label.clone());
     initial.srt = Some(SrtStats::default());
     let (status_tx, status_rx) = watch::channel(initial);
-    (tokio::spawn(run(plan, rx, status_tx)), status_rx)
+    (tokio::spawn(run(plan, rx, status_tx, standby)), status_rx)
 }
 
 /// Codec configurations, kept across connections (sent once by the pipeline).
@@ -191,20 +193,31 @@ impl Configs {
 }
 
 #[instrument(name = "srt_egress", skip_all, fields(egress = %plan.label, url = %plan.url))]
-async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>, standby: Option<FailoverMember>) {
     let plan = Arc::new(plan);
     let mut configs = Configs::default();
     let mut schedule = plan.backoff.schedule();
     let mut listener: Option<Arc<Socket>> = None;
     loop {
+        if let Some(f) = standby.as_ref().filter(|f| !f.is_active()) {
+            status.send_modify(|s| s.state = EgressState::Standby);
+            tokio::select! {
+                () = f.until_active() => info!("this endpoint is now the active one"),
+                () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+            }
+        }
         let connected = tokio::select! {
             r = connect(&plan, &mut listener) => r,
             // The pipeline is gone while we were connecting: nothing left to send.
             () = discard_until_closed(&mut rx, &mut configs, &status) => break,
         };
+        let was_up = connected.is_ok();
         let failure = match connected {
             Ok(socket) => {
                 let since = Instant::now();
+                if let Some(f) = &standby {
+                    f.up();
+                }
                 match stream(&plan, socket, &mut rx, &mut configs, &status).await {
                     Ok(()) => break,
                     Err(e) => {
@@ -217,6 +230,9 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
             }
             Err(e) => e,
         };
+        if standby.as_ref().is_some_and(|f| f.failed(was_up)) {
+            warn!(failed = %plan.endpoint.as_str(), "the active endpoint has been failing for the failover delay: switching the destination to the other one");
+        }
         let delay = schedule.next_delay();
         let message = super::status::error_chain(&failure);
         if failure.is_refusal() {

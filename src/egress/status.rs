@@ -14,6 +14,8 @@ pub enum EgressState {
     Reconnecting,
     /// The media channel closed (or the output was refused); the actor has ended.
     Stopped,
+    /// A failover backup (or a primary after the switch) waiting to be the active endpoint.
+    Standby,
 }
 
 /// Telemetry of one output actor. Never holds a secret.

@@ -219,7 +219,7 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         .destinations
         .iter()
         .flat_map(|d| {
-            specs.iter().filter(|r| d.rungs.contains(&r.name)).map(move |rung| {
+            specs.iter().filter(|r| d.rungs.contains(&r.name)).flat_map(move |rung| {
                 output::plan(d, &RungContext { rung, fps: format.fps, audio: &config.audio, options: &config.egress })
             })
         })

@@ -313,7 +313,8 @@ fn egress_health(session: &Session) -> Option<String> {
     let mut down: Vec<String> = session
         .egress
         .iter()
-        .filter(|e| e.status.borrow().state != EgressState::Publishing)
+        // A failover standby is waiting on purpose: not a degradation.
+        .filter(|e| !matches!(e.status.borrow().state, EgressState::Publishing | EgressState::Standby))
         .map(|e| format!("{} {:?}", e.label, e.status.borrow().state).to_lowercase())
         .collect();
     for r in &session.recorders {

@@ -111,6 +111,7 @@ impl Reporter {
                     json!({
                         "name": e.destination,
                         "rung": e.rung,
+                        "endpoint": e.endpoint.as_str(),
                         "state": egress_state(st.state, st.last_error.is_some()),
                         "bytes_sent": st.bytes_sent,
                         "video_frames_sent": st.video_frames_sent,
@@ -151,6 +152,7 @@ pub fn egress_state(s: EgressState, failed: bool) -> &'static str {
         EgressState::Reconnecting => "reconnecting",
         EgressState::Stopped if failed => "error",
         EgressState::Stopped => "stopped",
+        EgressState::Standby => "standby",
     }
 }
 
