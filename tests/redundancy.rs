@@ -79,7 +79,7 @@ fn failover_switches_every_rung_to_the_backup_and_never_flaps_back() {
     // A standby primary is not a degradation: the last state names no output
     // (on a loaded machine it may say the capture is not keeping real time).
     let log_text = text();
-    let last = log_text.lines().filter(|l| l.contains("INFO state state=")).last().unwrap_or_default();
+    let last = log_text.lines().rev().find(|l| l.contains("INFO state state=")).unwrap_or_default();
     assert!(!last.contains("channel/"), "last state {last:?}:\n{log_text}");
     common::kill(child.id(), nix::sys::signal::Signal::SIGTERM);
     assert!(common::wait_child(&mut child, Duration::from_secs(20)));
