@@ -177,7 +177,7 @@ fn a_camera_frozen_for_ten_seconds_gets_the_last_frame_then_the_slate_on_the_sam
         .filter(|e| e["type"] == "state")
         .filter_map(|e| e["state"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(started_states, ["starting", "live"], "{}", device.log_text());
+    assert_eq!(started_states.last().map(String::as_str), Some("live"), "{}", device.log_text());
     dash.clear();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let stopped = Instant::now();
