@@ -46,9 +46,11 @@ fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_se
         assert!(v.first().is_some_and(|p| p.keyframe), "{}: does not start on a keyframe", f.display());
         let span = v.last().unwrap().pts - v[0].pts;
         // Segments are cut on the running-time clock, so the first one is
-        // short when the first frame came late (under qemu-aarch64 the
-        // start-up can take a GOP); every later one is a whole 2 s.
-        let shortest = if i == 0 { 0.0 } else { 1.5 };
+        // short when the first frame came late; every later one is a whole
+        // 2 s natively. Under qemu-aarch64 the recorder runs slower than real
+        // time and its channel may drop to the next keyframe (the egress
+        // back-pressure rule), so a later segment may lose a GOP there too.
+        let shortest = if i == 0 { 0.0 } else if common::device::emulated() { 0.9 } else { 1.5 };
         assert!((shortest..=3.1).contains(&span), "{}: a {span} s segment", f.display());
         assert!(!audio_packets(f).is_empty(), "{}: no audio", f.display());
     }
