@@ -17,6 +17,7 @@ pub mod plan;
 pub mod record;
 pub mod resume;
 pub mod rtmp;
+mod sources;
 pub mod srt;
 pub mod status;
 

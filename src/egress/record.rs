@@ -276,14 +276,14 @@ fn feed(run: &mut Run, media: Media, configs: &mut Configs) -> bool {
             }
             run.need_keyframe = false;
             let base = *run.base_ns.get_or_insert(v.dts_ns.min(v.pts_ns));
-            return run.muxer.push_video(v.pts_ns.saturating_sub(base), v.dts_ns.saturating_sub(base), v.keyframe, v.data);
+            return run.muxer.sources.push_video(v.pts_ns.saturating_sub(base), v.dts_ns.saturating_sub(base), v.keyframe, v.data);
         }
         Media::Audio(a) => {
             let Some(base) = run.base_ns else { return false };
             if run.need_keyframe || a.pts_ns < base {
                 return false;
             }
-            return run.muxer.push_audio(a.pts_ns - base, a.data);
+            return run.muxer.sources.push_audio(a.pts_ns - base, a.data);
         }
     }
     true
@@ -291,7 +291,7 @@ fn feed(run: &mut Run, media: Media, configs: &mut Configs) -> bool {
 
 /// Ends the tracks and waits (bounded) for the last file's trailer.
 async fn finish(mut run: Run) {
-    run.muxer.finish();
+    run.muxer.sources.finish();
     let drained = tokio::time::timeout(FINISH_TIMEOUT, async {
         while let Some(ev) = run.events.recv().await {
             match ev {

@@ -419,7 +419,7 @@ async fn stream(
                             }
                             started = true;
                             let m = muxer.as_ref().expect("built above");
-                            let ok = m.push_video(v.pts_ns, v.dts_ns, v.keyframe, v.data);
+                            let ok = m.sources.push_video(v.pts_ns, v.dts_ns, v.keyframe, v.data);
                             if ok {
                                 status.send_modify(|s| s.video_frames_sent += 1);
                             }
@@ -428,7 +428,7 @@ async fn stream(
                     }
                     Media::Audio(a) => match &muxer {
                         Some(m) if started => {
-                            let ok = m.push_audio(a.pts_ns, a.data);
+                            let ok = m.sources.push_audio(a.pts_ns, a.data);
                             if ok {
                                 status.send_modify(|s| s.audio_frames_sent += 1);
                             }
@@ -449,7 +449,7 @@ async fn stream(
     {
         // A clean end: the muxer's last packets, then what libsrt still holds
         // (live mode drops unsent data on close), bounded.
-        m.finish();
+        m.sources.finish();
         let _ = tokio::time::timeout(DRAIN, async {
             while let Some(ev) = events.recv().await {
                 if matches!(ev, TsEvent::Finished | TsEvent::SendFailed(_) | TsEvent::Failed(_)) {

@@ -25,11 +25,7 @@ pub(super) enum MuxEvent {
 
 pub(super) struct Muxer {
     pipeline: gst::Pipeline,
-    video: gst_app::AppSrc,
-    audio: gst_app::AppSrc,
-    frame_ns: u64,
-    /// One AAC frame: 1024 samples.
-    audio_frame_ns: u64,
+    pub(super) sources: crate::egress::sources::MediaSources,
 }
 
 /// How much the appsrcs may hold before the recorder drops to the next
@@ -115,47 +111,11 @@ impl Muxer {
             gst::BusSyncReply::Drop
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| "the recorder refused to start".to_string())?;
-        let frame_ns = target.fps.frame_ns();
-        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(target.audio_rate.max(1));
-        Ok(Muxer { pipeline, video, audio, frame_ns, audio_frame_ns })
-    }
-
-    /// Bytes queued in front of the muxer (both tracks).
-    pub(super) fn queued_bytes(&self) -> u64 {
-        self.video.current_level_bytes() + self.audio.current_level_bytes()
+        Ok(Muxer { pipeline, sources: crate::egress::sources::MediaSources::new(video, audio, target.fps, target.audio_rate) })
     }
 
     pub(super) fn over_limit(&self) -> bool {
-        self.queued_bytes() > MAX_QUEUED_BYTES
-    }
-
-    /// Pushes one access unit with timestamps relative to the recording's start.
-    pub(super) fn push_video(&self, pts_ns: u64, dts_ns: u64, keyframe: bool, data: Bytes) -> bool {
-        let mut buffer = gst::Buffer::from_slice(data);
-        {
-            let b = buffer.get_mut().expect("a new buffer is writable");
-            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
-            b.set_dts(gst::ClockTime::from_nseconds(dts_ns));
-            b.set_duration(gst::ClockTime::from_nseconds(self.frame_ns));
-            if !keyframe {
-                b.set_flags(gst::BufferFlags::DELTA_UNIT);
-            }
-        }
-        self.video.push_buffer(buffer).is_ok()
-    }
-
-    pub(super) fn push_audio(&self, pts_ns: u64, data: Bytes) -> bool {
-        let mut buffer = gst::Buffer::from_slice(data);
-        let b = buffer.get_mut().expect("a new buffer is writable");
-        b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
-        b.set_duration(gst::ClockTime::from_nseconds(self.audio_frame_ns));
-        self.audio.push_buffer(buffer).is_ok()
-    }
-
-    /// Ends both tracks so the muxer writes its trailer; `Finished` follows on the bus.
-    pub(super) fn finish(&self) {
-        let _ = self.video.end_of_stream();
-        let _ = self.audio.end_of_stream();
+        self.sources.queued_bytes() > MAX_QUEUED_BYTES
     }
 
     /// Tears the pipeline down. Blocking: call off the runtime.

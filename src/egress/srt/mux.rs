@@ -44,10 +44,7 @@ pub struct TsFormat {
 
 pub(super) struct TsMuxer {
     pipeline: gst::Pipeline,
-    video: gst_app::AppSrc,
-    audio: gst_app::AppSrc,
-    frame_ns: u64,
-    audio_frame_ns: u64,
+    pub(super) sources: crate::egress::sources::MediaSources,
 }
 
 fn element(factory: &str) -> Result<gst::Element, String> {
@@ -140,42 +137,12 @@ impl TsMuxer {
             gst::BusSyncReply::Drop
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| "the SRT muxer refused to start".to_string())?;
-        let frame_ns = format.fps.frame_ns();
-        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(format.audio_rate.max(1));
-        Ok(TsMuxer { pipeline, video, audio, frame_ns, audio_frame_ns })
+        Ok(TsMuxer { pipeline, sources: crate::egress::sources::MediaSources::new(video, audio, format.fps, format.audio_rate) })
     }
 
     /// More queued than a slow link should hold: skip to the next keyframe.
     pub(super) fn over_limit(&self) -> bool {
-        self.video.current_level_bytes() + self.audio.current_level_bytes() > MAX_QUEUED_BYTES
-    }
-
-    pub(super) fn push_video(&self, pts_ns: u64, dts_ns: u64, keyframe: bool, data: Bytes) -> bool {
-        let mut buffer = gst::Buffer::from_slice(data);
-        {
-            let b = buffer.get_mut().expect("a new buffer is writable");
-            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
-            b.set_dts(gst::ClockTime::from_nseconds(dts_ns));
-            b.set_duration(gst::ClockTime::from_nseconds(self.frame_ns));
-            if !keyframe {
-                b.set_flags(gst::BufferFlags::DELTA_UNIT);
-            }
-        }
-        self.video.push_buffer(buffer).is_ok()
-    }
-
-    pub(super) fn push_audio(&self, pts_ns: u64, data: Bytes) -> bool {
-        let mut buffer = gst::Buffer::from_slice(data);
-        let b = buffer.get_mut().expect("a new buffer is writable");
-        b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
-        b.set_duration(gst::ClockTime::from_nseconds(self.audio_frame_ns));
-        self.audio.push_buffer(buffer).is_ok()
-    }
-
-    /// Ends both tracks: the muxer flushes its last packets; `Finished` follows.
-    pub(super) fn finish(&self) {
-        let _ = self.video.end_of_stream();
-        let _ = self.audio.end_of_stream();
+        self.sources.queued_bytes() > MAX_QUEUED_BYTES
     }
 
     /// Tears the pipeline down. Blocking: call off the runtime.
