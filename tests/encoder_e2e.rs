@@ -114,7 +114,7 @@ fn judge_video(name: &str, pk: &[Packet], fps: f64, gop_frames: usize) -> Vec<f6
 fn the_standard_ladder_reaches_the_channel_aligned_cbr_with_truthful_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let nginx = Nginx::start();
-    let config = write_config(dir.path(), nginx.rtmp_port, &ladder_config());
+    let config = write_config(dir.path(), nginx.rtmp_port, &format!("[recording]\nmin_free_mb = 0\n{}", ladder_config()));
     let log = dir.path().join("fieldcast.log");
     let mut child = spawn_fieldcast(&config, 16, &log);
 

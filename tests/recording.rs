@@ -17,7 +17,7 @@ fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_se
         format!(
             "[source]\nwidth = 960\nheight = 540\n\
              [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"small\", width = 640, height = 360, bitrate_kbps = 700 }}, {{ name = \"mid\", width = 960, height = 540, bitrate_kbps = 1200 }}]\n\
-             [recording]\nformat = \"mkv\"\nsegment_seconds = 2\nrungs = [\"small\"]\ndir = \"{}\"\n\
+             [recording]\nmin_free_mb = 0\nformat = \"mkv\"\nsegment_seconds = 2\nrungs = [\"small\"]\ndir = \"{}\"\n\
              [[destination]]\nurl = \"rtmp://127.0.0.1:{}/live/t0kenSECRET?auth=p4ssSECRET\"\nstream = \"{{rung}}_{{key}}\"\nkey = \"k3ySECRET\"\n",
             rec.display(),
             nginx.rtmp_port

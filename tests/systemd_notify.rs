@@ -39,7 +39,7 @@ fn ready_status_and_watchdog_are_sent_and_the_watchdog_stops_when_the_capture_st
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"{}\"\n[source]\nkind = \"file\"\npath = \"{}\"\n[audio]\nsource = \"test\"\n\
+            "state_dir = \"{}\"\n[source]\nkind = \"file\"\npath = \"{}\"\n[audio]\nsource = \"test\"\n[recording]\nmin_free_mb = 0\n\
              [ladder]\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 500 }}]\n",
             dir.path().join("state").display(),
             fifo.display()
