@@ -83,7 +83,11 @@ pub fn run(config_path: Option<&Path>, duration: Option<f64>) -> i32 {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let limit = duration.map(std::time::Duration::from_secs_f64);
     let setup = supervisor::Setup { base, config, board: selection.profile, limit };
-    runtime.block_on(supervisor::run(setup))
+    let code = runtime.block_on(supervisor::run(setup));
+    // A start given up as hung may still sit in a blocking call: dropping
+    // the runtime would wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 pub fn check_config(path: &Path, json: bool) -> i32 {

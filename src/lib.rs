@@ -11,7 +11,9 @@
 //! - [`supervisor`]: the run loop and its typed state machine; under fleet
 //!   control it owns the [`mqtt`] actor and serves [`control`] commands.
 //! - [`persist`]: what the dashboard asked for, saved atomically.
-//! - [`telemetry`]: what the box reports; [`ctl`]: the operator CLI.
+//! - [`status`]: status as data: the per-tick snapshot (shared through a
+//!   `watch`) and every MQTT document as a type; [`telemetry`] measures it.
+//! - [`ctl`]: the operator CLI.
 //! - [`sys`]: sd_notify and the watchdog; [`exit`]: exit codes; [`journal`]: log levels for journald.
 //! - [`memory`]: malloc arenas capped, the heap trimmed after each session.
 
@@ -30,6 +32,7 @@ pub mod mqtt;
 pub mod persist;
 pub mod pipeline;
 pub mod session;
+pub mod status;
 pub mod supervisor;
 pub mod timefmt;
 pub mod tls;

@@ -21,6 +21,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+/// A stop waits this long for the pipeline (EOS drained, then NULL: the
+/// actor's own bounds are 4 s + 2 s)...
+pub const PIPELINE_STOP: Duration = Duration::from_secs(7);
+/// ...then, all at once, this long for each output (publish) to close...
+const PUBLISH_CLOSE: Duration = Duration::from_secs(3);
+/// ...and this long for each recording to write its last file's trailer.
+const RECORDING_CLOSE: Duration = Duration::from_secs(4);
+
 #[derive(Debug, Error)]
 pub enum SessionError {
     /// The configuration cannot work with this source or board: not transient.
@@ -195,21 +203,22 @@ impl Session {
         Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir })
     }
 
-    /// Stops the pipeline, then waits (bounded) for every output to close.
+    /// Stops the pipeline, then waits (bounded) for every output to close:
+    /// at most [`PIPELINE_STOP`] + [`RECORDING_CLOSE`] (11 s) in all.
     pub async fn stop(self) {
         let Session { pipeline, egress, recorders, .. } = self;
         // Bounded: a wedged GStreamer element must not keep the box from stopping.
-        if tokio::time::timeout(Duration::from_secs(15), pipeline.stop()).await.is_err() {
-            warn!("the pipeline did not stop within 15 s; continuing without it");
+        if tokio::time::timeout(PIPELINE_STOP, pipeline.stop()).await.is_err() {
+            warn!(bound_s = PIPELINE_STOP.as_secs(), "the pipeline did not stop in time; continuing without it");
         }
         drop(pipeline);
         // Every output closes at once: the whole stop stays bounded by the
         // slowest one, not their sum.
-        let mut spawned: Vec<JoinHandle<()>> = egress.into_iter().map(|e| tokio::spawn(e.close(Duration::from_secs(3)))).collect();
+        let mut spawned: Vec<JoinHandle<()>> = egress.into_iter().map(|e| tokio::spawn(e.close(PUBLISH_CLOSE))).collect();
         for Recorder { rung, sender, task, .. } in recorders {
             drop(sender);
             spawned.push(tokio::spawn(async move {
-                if tokio::time::timeout(Duration::from_secs(6), task).await.is_err() {
+                if tokio::time::timeout(RECORDING_CLOSE, task).await.is_err() {
                     warn!(label = %format!("recording/{rung}"), "output did not close in time");
                 }
             }));
@@ -218,7 +227,6 @@ impl Session {
         for s in spawned {
             let _ = s.await;
         }
-        crate::memory::release_free_memory();
         info!("session stopped");
     }
 }

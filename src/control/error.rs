@@ -1,9 +1,9 @@
 //! The error half of a reply: a stable machine code, the field at fault and
 //! a message for people. Codes are API: never rename one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     PayloadTooLarge,
@@ -68,24 +68,26 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::VersionConflict, "version_conflict"),
 ];
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldProblem {
     pub field: String,
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(deny_unknown_fields)]
 #[error("{}{}: {message}", code.as_str(), field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
 pub struct CommandError {
     /// The command id, when the payload got far enough to carry one.
     #[serde(skip)]
     pub id: Option<String>,
     pub code: ErrorCode,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
     /// Every problem, for `invalid_config` (the first is also in `field`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldProblem>,
 }
 

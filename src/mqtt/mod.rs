@@ -44,7 +44,7 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    pub fn json(topic: String, value: &serde_json::Value, qos1: bool, retain: bool) -> Outgoing {
+    pub fn json(topic: String, value: &impl serde::Serialize, qos1: bool, retain: bool) -> Outgoing {
         let payload = Bytes::from(serde_json::to_vec(value).expect("JSON serialises"));
         Outgoing { topic, payload, qos1, retain, correlation: None, content_type: "application/json" }
     }
@@ -100,6 +100,12 @@ impl MqttHandle {
         self.tx.send(Request::Publish(m)).is_ok()
     }
 
+    /// A handle that only publishes, for a task beside the supervisor
+    /// (telemetry). Same queue, same order.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { tx: self.tx.clone() }
+    }
+
     /// Says the oldest message received has been handled (its replies are
     /// queued): it is acknowledged to the broker, which may send the next.
     /// Call once for every [`Inbound::Message`], in order.
@@ -123,6 +129,19 @@ impl MqttHandle {
             abort.abort();
             warn!("MQTT did not close in time; the broker publishes the Last Will");
         }
+    }
+}
+
+/// Publishes through the MQTT actor (see [`MqttHandle::publisher`]).
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Publisher {
+    /// False once the actor has ended.
+    pub fn publish(&self, m: Outgoing) -> bool {
+        self.tx.send(Request::Publish(m)).is_ok()
     }
 }
 

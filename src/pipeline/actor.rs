@@ -14,8 +14,11 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-/// How long a stop waits for EOS to drain (recordings finalised) before Null.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stop waits for EOS to be delivered and drained (recordings
+/// finalised) before Null...
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(4);
+/// ...and then for NULL (a source stuck in a read can hold it forever).
+pub const NULL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum PipelineEvent {
@@ -166,8 +169,10 @@ async fn run(
             },
         }
     };
-    // EOS through every branch so muxers write their trailers, bounded in time.
+    // EOS through every branch so muxers write their trailers: delivered
+    // and drained within one STOP_TIMEOUT.
     debug!("stopping: sending EOS");
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
     // Sending EOS can block behind a stalled streaming thread: never on a runtime worker.
     let (p, pads) = (pipeline.clone(), eos_pads.clone());
     let send = tokio::task::spawn_blocking(move || {
@@ -178,10 +183,10 @@ async fn run(
             pad.send_event(gst::event::Eos::new());
         }
     });
-    if tokio::time::timeout(STOP_TIMEOUT, send).await.is_err() {
+    if tokio::time::timeout_at(deadline, send).await.is_err() {
         warn!("EOS could not be delivered (a streaming thread is stuck)");
     }
-    let drained = tokio::time::timeout(STOP_TIMEOUT, async {
+    let drained = tokio::time::timeout_at(deadline, async {
         while let Some(ev) = bus.recv().await {
             if matches!(ev, BusEvent::Eos) {
                 return true;
@@ -197,7 +202,7 @@ async fn run(
     done.store(true, Ordering::Release);
     let p = pipeline.clone();
     let null = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null));
-    if tokio::time::timeout(STOP_TIMEOUT, null).await.is_err() {
+    if tokio::time::timeout(NULL_TIMEOUT, null).await.is_err() {
         warn!("the pipeline did not reach NULL in time; abandoning it");
     }
     drop(pipeline);

@@ -2,8 +2,13 @@
 //! (refused with a typed error when they make no sense now); config changes,
 //! by `configure` or `config/desired`, are validated whole, saved
 //! atomically, then applied. Replies wait for the actions they started.
+//! What blocks (probes, saves, a snapshot's encoding) runs as a [`jobs`]
+//! job; the command goes on when it is done.
+//!
+//! [`jobs`]: super::jobs
 
-use super::remote::{error_json, failure, now_rfc3339, Awaiting, ReplyTo};
+use super::jobs::{Checked, JobDone, Origin};
+use super::remote::{now_rfc3339, Awaiting, ReplyTo};
 use super::{Action, Event, State, Supervisor};
 use crate::control::command::{self, Command, Kind};
 use crate::control::error::{CommandError, ErrorCode};
@@ -12,43 +17,87 @@ use crate::mqtt::{Inbound, Incoming, Outgoing, Protocol};
 use std::hash::{Hash, Hasher};
 use crate::persist::{RunState, Saved};
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use crate::config::Config;
+use crate::pipeline::snapshot::Jpeg;
+use crate::status::wire::{self, ConfigEvent, Event as WireEvent, SyncStatus};
+use serde_json::{Map, Value};
 use std::time::SystemTime;
 use tracing::{info, warn};
 
 impl Supervisor {
-    pub(super) async fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
+    /// A message from the MQTT actor; it waits its turn while a job runs.
+    pub(super) fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
+        if self.jobs.busy() {
+            self.jobs.queued.push_back(msg);
+            return Vec::new();
+        }
+        self.handle_inbound(msg)
+    }
+
+    fn handle_inbound(&mut self, msg: Inbound) -> Vec<Action> {
         let message = matches!(msg, Inbound::Message(_));
-        let actions = self.on_inbound_item(msg).await;
-        if message && let Some(r) = &self.remote {
-            // Its replies are queued: the broker may have it acknowledged (and send the next).
-            r.mqtt.handled();
+        let actions = self.on_inbound_item(msg);
+        if message && !self.jobs.busy() {
+            self.acknowledge();
         }
         actions
     }
 
-    async fn on_inbound_item(&mut self, msg: Inbound) -> Vec<Action> {
+    /// The message's replies are queued: the broker may have it
+    /// acknowledged (and send the next).
+    fn acknowledge(&self) {
+        if let Some(r) = &self.remote {
+            r.mqtt.handled();
+        }
+    }
+
+    /// A job finished: its command goes on, then the messages that waited.
+    pub(super) fn on_job(&mut self, done: JobDone, acks: bool) -> Vec<Action> {
+        let mut actions = match done {
+            JobDone::Run { cmd, to, saved } => self.finish_run(&cmd, &to, saved),
+            JobDone::Config { origin, result } => self.finish_config(origin, result),
+            JobDone::Snapshot { cmd, to, result } => self.finish_snapshot(&cmd, &to, result),
+            JobDone::Saved | JobDone::Lost => Vec::new(),
+        };
+        if acks {
+            self.acknowledge();
+        }
+        while !self.jobs.busy() {
+            let Some(msg) = self.jobs.queued.pop_front() else { break };
+            actions.extend(self.handle_inbound(msg));
+        }
+        actions
+    }
+
+    fn on_inbound_item(&mut self, msg: Inbound) -> Vec<Action> {
         let Some(r) = &mut self.remote else { return Vec::new() };
         match msg {
             Inbound::Up { protocol, outage, dropped, resumed } => {
                 r.protocol = Some(protocol);
                 r.publish(Outgoing::json(r.topics.status(), &r.status_doc(&self.machine.state), true, true));
-                r.publish(Outgoing::json(r.topics.reported(), &r.reported, true, true));
+                if let Some(reported) = &r.reported {
+                    r.publish(Outgoing::json(r.topics.reported(), reported, true, true));
+                }
                 if let Some(outage) = outage {
-                    r.event("mqtt_reconnected", json!({"outage_s": (outage.as_secs_f64() * 1000.0).round() / 1000.0, "messages_dropped": dropped, "session_resumed": resumed, "state": self.machine.state.name()}));
+                    r.event(WireEvent::MqttReconnected {
+                        outage_s: (outage.as_secs_f64() * 1000.0).round() / 1000.0,
+                        messages_dropped: dropped,
+                        session_resumed: resumed,
+                        state: self.machine.state.kind(),
+                    });
                 }
                 Vec::new()
             }
             Inbound::Down { .. } => Vec::new(),
             Inbound::Message(m) if m.topic == r.topics.desired() => self.on_desired(&m.payload),
             Inbound::Message(m) => match r.topics.command_name(&m.topic).map(str::to_string) {
-                Some(name) => self.on_command(&name, m).await,
+                Some(name) => self.on_command(&name, m),
                 None => Vec::new(),
             },
         }
     }
 
-    async fn on_command(&mut self, name: &str, m: Incoming) -> Vec<Action> {
+    fn on_command(&mut self, name: &str, m: Incoming) -> Vec<Action> {
         let r = self.remote.as_mut().expect("remote");
         if m.payload.is_empty() && (m.retain || r.clearing.remove(&m.topic)) {
             // A retained command being removed (by the dashboard, or the
@@ -69,8 +118,8 @@ impl Supervisor {
             Ok(c) => c,
             Err(e) => {
                 warn!(command = name, code = e.code.as_str(), field = e.field.as_deref(), "command refused");
-                r.event("command", json!({"name": name, "id": id, "ok": false, "code": e.code}));
-                r.reply(id.as_deref(), &to, failure_with_id(id.as_deref(), &self.machine.state, &e), false);
+                r.event(command_event(name, id.as_deref(), Some(&e)));
+                r.reply(id.as_deref(), &to, &wire::Failure::new(id.as_deref(), self.machine.state.kind(), &e), false);
                 return Vec::new();
             }
         };
@@ -81,14 +130,35 @@ impl Supervisor {
             return Vec::new();
         }
         info!(command = name, id = %cmd.id, "command");
-        match self.execute_command(&cmd, &to).await {
-            Ok(actions) => actions,
+        match self.execute_command(&cmd, &to) {
+            Ok(Some(outcome)) => self.finish_command(&cmd, &to, Ok(outcome)),
+            // Goes on in `on_job`.
+            Ok(None) => Vec::new(),
+            Err(e) => self.finish_command(&cmd, &to, Err(e)),
+        }
+    }
+
+    /// Answers a command: a failure now; a success once the actions it
+    /// started are done (or now, for commands with none).
+    fn finish_command(&mut self, cmd: &Command, to: &ReplyTo, outcome: Result<(Vec<Action>, Value), CommandError>) -> Vec<Action> {
+        let name = cmd.kind.name();
+        let r = self.remote.as_mut().expect("remote");
+        match outcome {
+            Ok((actions, result)) => {
+                r.event(command_event(name, Some(&cmd.id), None));
+                let a = Awaiting { id: cmd.id.clone(), name, to: to.clone(), result };
+                if actions.is_empty() {
+                    // Nothing to wait for (also while a start or stop runs for someone else).
+                    r.answer(a, &self.machine.state);
+                } else {
+                    r.awaiting.push(a);
+                }
+                actions
+            }
             Err(e) => {
-                let r = self.remote.as_mut().expect("remote");
                 warn!(command = name, id = %cmd.id, code = e.code.as_str(), error = %e, "command failed");
-                r.event("command", json!({"name": name, "id": cmd.id, "ok": false, "code": e.code}));
-                let body = failure(&cmd.id, &self.machine.state, &e);
-                r.reply(Some(&cmd.id), &to, body, true);
+                r.event(command_event(name, Some(&cmd.id), Some(&e)));
+                r.reply(Some(&cmd.id), to, &wire::Failure::new(Some(&cmd.id), self.machine.state.kind(), &e), true);
                 Vec::new()
             }
         }
@@ -118,131 +188,170 @@ impl Supervisor {
             ErrorCode::RetainedCommand,
             "a command published with the retain flag is never run (it would run again at every connect): publish commands without it",
         );
-        r.event("command", json!({"name": name, "id": id, "ok": false, "code": e.code}));
-        r.reply(id, to, failure_with_id(id, &state, &e), false);
+        r.event(command_event(name, id, Some(&e)));
+        r.reply(id, to, &wire::Failure::new(id, state.kind(), &e), false);
     }
 
-    /// Runs a parsed command. `Ok(actions)`: the reply is sent when they are
-    /// done (or now, for commands with none).
-    async fn execute_command(&mut self, cmd: &Command, to: &ReplyTo) -> Result<Vec<Action>, CommandError> {
-        let refused = |e: super::Refusal| CommandError::new(ErrorCode::NotAllowed, e.to_string());
-        let (actions, result) = match &cmd.kind {
-            Kind::Status => (Vec::new(), self.status_result()),
-            Kind::Start => {
-                self.machine.accepts(&Event::StartRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Live)?;
-                // Already streaming: nothing to do but say how it is going.
-                let result = if self.session.is_some() { self.status_result() } else { Value::Null };
-                (self.machine.step(Event::StartRequested), result)
-            }
-            Kind::Stop => {
-                self.machine.accepts(&Event::StopRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Idle)?;
-                (self.machine.step(Event::StopRequested), Value::Null)
-            }
-            Kind::Restart => {
-                self.machine.accepts(&Event::RestartRequested).map_err(refused)?;
-                self.set_desired_run(RunState::Live)?;
-                (self.machine.step(Event::RestartRequested), Value::Null)
-            }
+    /// Runs a parsed command: `Ok(Some(..))` when it is done (its actions
+    /// and result), `Ok(None)` when it goes on in a job.
+    fn execute_command(&mut self, cmd: &Command, to: &ReplyTo) -> Result<Option<(Vec<Action>, Value)>, CommandError> {
+        let run = match &cmd.kind {
+            Kind::Status => return Ok(Some((Vec::new(), self.status_result()))),
+            Kind::Start | Kind::Restart => RunState::Live,
+            Kind::Stop => RunState::Idle,
             Kind::Configure { patch: p } => {
                 patch::check_sections(p)?;
                 let mut overlay = self.remote.as_ref().expect("remote").saved.overlay.clone();
                 patch::merge_patch(&mut overlay, p);
-                let actions = self.apply_overlay(overlay, None)?;
-                let r = self.remote.as_mut().expect("remote");
-                r.report_config(("synced", None));
-                (actions, json!({"config_version": r.saved.config_version}))
+                self.check_overlay(overlay, Origin::Command { cmd: cmd.clone(), to: to.clone() })?;
+                return Ok(None);
             }
-            Kind::Snapshot { width } => (Vec::new(), self.snapshot(*width).await?),
+            Kind::Snapshot { width } => {
+                self.snapshot(cmd, to, *width)?;
+                return Ok(None);
+            }
         };
+        self.machine.accepts(&run_event(&cmd.kind)).map_err(refused)?;
         let r = self.remote.as_mut().expect("remote");
-        r.event("command", json!({"name": cmd.kind.name(), "id": cmd.id, "ok": true}));
-        r.awaiting.push(Awaiting { id: cmd.id.clone(), name: cmd.kind.name(), to: to.clone(), result });
-        if actions.is_empty() {
-            r.settle(&self.machine.state);
+        if r.saved.run == run {
+            return self.run_command(cmd).map(Some);
         }
-        Ok(actions)
+        // Saved before it is done: a reboot then comes back to it.
+        let (store, next, cmd, to) = (r.store.clone(), Saved { run, ..r.saved.clone() }, cmd.clone(), to.clone());
+        self.jobs.spawn_blocking(true, move || {
+            let saved = store.save(&next).map(|()| next).map_err(save_error);
+            JobDone::Run { cmd, to, saved }
+        });
+        Ok(None)
+    }
+
+    /// `start`, `stop` or `restart` once the run state is saved.
+    fn finish_run(&mut self, cmd: &Command, to: &ReplyTo, saved: Result<Saved, CommandError>) -> Vec<Action> {
+        let outcome = saved.and_then(|saved| {
+            self.remote.as_mut().expect("remote").saved = saved;
+            self.run_command(cmd)
+        });
+        self.finish_command(cmd, to, outcome)
+    }
+
+    fn run_command(&mut self, cmd: &Command) -> Result<(Vec<Action>, Value), CommandError> {
+        let event = run_event(&cmd.kind);
+        // Checked again: the state may have moved while the save ran.
+        self.machine.accepts(&event).map_err(refused)?;
+        // Already streaming: nothing to do but say how it is going.
+        let result = if cmd.kind == Kind::Start && self.session.is_some() { self.status_result() } else { Value::Null };
+        Ok((self.machine.step(event), result))
     }
 
     fn status_result(&self) -> Value {
         let r = self.remote.as_ref().expect("remote");
-        let mut v = r.status_doc(&self.machine.state);
-        v["live_for_s"] = json!(self.session.as_ref().map(|s| (s.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0));
-        v["destinations"] = json!(self.config.destinations.iter().map(|d| json!({"name": d.name, "url": d.url.to_string()})).collect::<Vec<_>>());
-        v
+        let result = wire::StatusResult {
+            status: r.status_doc(&self.machine.state),
+            extra: wire::StatusExtra {
+                live_for_s: self.session.as_ref().map(|s| (s.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+                destinations: self.config.destinations.iter().map(|d| wire::NamedUrl { name: d.name.clone(), url: d.url.to_string() }).collect(),
+            },
+        };
+        serde_json::to_value(result).expect("json")
     }
 
-    fn set_desired_run(&mut self, run: RunState) -> Result<(), CommandError> {
-        let r = self.remote.as_mut().expect("remote");
-        if r.saved.run == run {
-            return Ok(());
-        }
-        let next = Saved { run, ..r.saved.clone() };
-        r.save(next)
-    }
-
-    /// Validates `overlay` over the file's config, whole (config rules and the
-    /// board's limits), saves it, makes it current and restarts a running
-    /// session on it. Nothing changes when any step before the save fails.
-    fn apply_overlay(&mut self, overlay: Map<String, Value>, desired: Option<u64>) -> Result<Vec<Action>, CommandError> {
+    /// Checks `overlay` over the file's config, whole (config rules and the
+    /// board's limits; a new source or recording folder while live), then
+    /// saves it, in a job: [`Self::finish_config`] makes it current. Nothing
+    /// changes when any step before the save fails.
+    fn check_overlay(&mut self, overlay: Map<String, Value>, origin: Origin) -> Result<(), CommandError> {
         let r = self.remote.as_mut().expect("remote");
         let config = patch::effective(&r.base, &overlay)?;
         let same_source = config.source == self.config.source;
         // Streaming now, or meant to be (autostarted boxes never saved a `start`).
         let live = r.saved.run == RunState::Live || self.machine.state.running();
-        if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| !same_source && live) {
-            // Idle, a device may be plugged in later; live, switching to a
-            // missing one would take the stream off the air.
-            return Err(CommandError::field(
-                ErrorCode::InvalidConfig,
-                format!("config.{field}"),
-                format!("{why}: a live box keeps its current source (plug it in, or stop the box first)"),
-            ));
-        }
-        let mut capturing = self.session.as_ref().filter(|_| same_source).map(|s| s.plan.format);
-        if live {
-            // What would take the stream off the air is found now, not after
-            // the restart: a new file that is not media, a recording folder
-            // that cannot be made.
-            if !same_source {
-                capturing = super::trial::probe_new_file(&config.source)?;
+        // The source the running session captures is not probed again (busy,
+        // and a probe of a pipe would steal its data); nor is one a start is opening.
+        let capturing = match &self.session {
+            Some(s) if same_source => Some(s.plan.format),
+            None if same_source && self.work.starting() => Some(crate::session::assumed_format(&config)),
+            _ => None,
+        };
+        let desired = match &origin {
+            Origin::Desired { version } => Some(*version),
+            Origin::Command { .. } => None,
+        };
+        let (current, board, store, saved) = (self.config.clone(), self.board.clone(), r.store.clone(), r.saved.clone());
+        self.jobs.spawn_blocking(true, move || {
+            let result = check_config(config, &current, &board, Check { same_source, live, capturing }).and_then(|config| {
+                let changed = config != current;
+                let next = Saved {
+                    overlay,
+                    config_version: saved.config_version + u64::from(changed),
+                    desired_version: desired.or(saved.desired_version),
+                    ..saved
+                };
+                store.save(&next).map_err(save_error)?;
+                Ok(Box::new(Checked { config, saved: next, changed }))
+            });
+            JobDone::Config { origin, result }
+        });
+        Ok(())
+    }
+
+    /// A checked and saved config change: made current; a running session
+    /// restarts on it.
+    fn finish_config(&mut self, origin: Origin, result: Result<Box<Checked>, CommandError>) -> Vec<Action> {
+        let Checked { config, saved, changed } = match result {
+            Ok(c) => *c,
+            Err(e) => {
+                return match origin {
+                    Origin::Command { cmd, to } => self.finish_command(&cmd, &to, Err(e)),
+                    Origin::Desired { version } => {
+                        self.reject_desired(version, &e);
+                        Vec::new()
+                    }
+                };
             }
-            super::trial::check_recording(&config, &self.config)?;
-        }
-        crate::session::preflight(&config, &self.board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
-        if !config.has_output() && live {
-            // Idle, a box may be configured piece by piece; live, this would
-            // take the stream off the air.
-            return Err(CommandError::field(
-                ErrorCode::InvalidConfig,
-                "config.destination",
-                "no destination is left and recording is disabled: the live stream would go nowhere (stop it first)",
-            ));
-        }
-        let changed = config != self.config;
+        };
+        let r = self.remote.as_mut().expect("remote");
         if changed && self.machine.state.running() {
             // On trial until it has been live a while: if it fails, the box
             // goes back to the config that was live, by itself.
             self.trial = Some(super::trial::Trial::new(self.config.clone(), r.saved.overlay.clone()));
         }
-        let next = Saved {
-            overlay,
-            config_version: r.saved.config_version + u64::from(changed),
-            desired_version: desired.or(r.saved.desired_version),
-            ..r.saved.clone()
-        };
-        r.save(next)?;
-        r.recording_dir = config.recording.as_ref().map(|x| x.dir.clone());
+        r.saved = saved;
         self.config = config;
         if changed {
             info!(config_version = r.saved.config_version, "remote config applied");
-            r.event("config", json!({"status": "applied", "config_version": r.saved.config_version}));
+            r.config_event(ConfigEvent::Applied { config_version: r.saved.config_version });
         }
         // Restart a running stream on it; and a box stuck in `error` (say, on
         // a config this board could not run) tries again if it should be live.
         let retry = matches!(self.machine.state, State::Error { .. }) && r.saved.run == RunState::Live;
-        Ok(if changed && (self.machine.state.running() || retry) { self.machine.step(Event::RestartRequested) } else { Vec::new() })
+        let actions = if changed && (self.machine.state.running() || retry) { self.machine.step(Event::RestartRequested) } else { Vec::new() };
+        match origin {
+            Origin::Command { cmd, to } => {
+                r.report_config((SyncStatus::Synced, None));
+                let result = serde_json::to_value(wire::ConfigureResult { config_version: r.saved.config_version }).expect("json");
+                self.finish_command(&cmd, &to, Ok((actions, result)))
+            }
+            Origin::Desired { version } if actions.is_empty() => {
+                r.synced(version);
+                actions
+            }
+            Origin::Desired { version } => {
+                r.syncing = Some(version);
+                actions
+            }
+        }
+    }
+
+    /// A `config/desired` version that cannot be applied: remembered (so it
+    /// is not retried at every connect) and reported.
+    fn reject_desired(&mut self, version: u64, e: &CommandError) {
+        let r = self.remote.as_mut().expect("remote");
+        warn!(version, code = e.code.as_str(), error = %e, "config/desired rejected");
+        r.saved.desired_version = Some(version);
+        let (store, saved) = (r.store.clone(), r.saved.clone());
+        r.report_config((SyncStatus::Rejected, Some(e)));
+        r.config_event(ConfigEvent::Rejected { version: Some(version), error: e.clone() });
+        self.jobs.save_later(&store, saved);
     }
 
     /// `config/desired`: `{"version": N, "config": {...}}`, the whole overlay.
@@ -265,8 +374,8 @@ impl Supervisor {
                 desired::Order::Same => return Vec::new(),
                 desired::Order::Refused(e) => {
                     warn!(version = v, code = e.code.as_str(), "config/desired refused: not newer than the last one handled");
-                    r.report_config(("rejected", Some(&e)));
-                    r.event("config", json!({"status": "rejected", "version": v, "error": error_json(&e)}));
+                    r.report_config((SyncStatus::Rejected, Some(&e)));
+                    r.config_event(ConfigEvent::Rejected { version: Some(v), error: e });
                     return Vec::new();
                 }
             }
@@ -275,66 +384,125 @@ impl Supervisor {
             Ok(x) => x,
             Err((version, e)) => {
                 warn!(code = e.code.as_str(), error = %e, "config/desired refused");
-                if let Some(v) = version {
-                    let next = Saved { desired_version: Some(v), desired_digest: Some(digest), ..r.saved.clone() };
-                    let _ = r.save(next);
+                if version.is_some() {
+                    r.saved.desired_version = version;
+                    r.saved.desired_digest = Some(digest);
+                    let (store, saved) = (r.store.clone(), r.saved.clone());
+                    self.jobs.save_later(&store, saved);
                 }
-                r.report_config(("rejected", Some(&e)));
-                r.event("config", json!({"status": "rejected", "version": version, "error": error_json(&e)}));
+                let r = self.remote.as_mut().expect("remote");
+                r.report_config((SyncStatus::Rejected, Some(&e)));
+                r.config_event(ConfigEvent::Rejected { version, error: e });
                 return Vec::new();
             }
         };
         // Saved with the version, whether it is applied or rejected below.
         r.saved.desired_digest = Some(digest);
         info!(version, "config/desired received");
-        r.report_config(("syncing", None));
-        match self.apply_overlay(overlay, Some(version)) {
-            Ok(actions) => {
-                let r = self.remote.as_mut().expect("remote");
-                r.syncing = Some(version);
-                if actions.is_empty() {
-                    r.settle(&self.machine.state);
-                }
-                actions
-            }
-            Err(e) => {
-                let r = self.remote.as_mut().expect("remote");
-                warn!(version, code = e.code.as_str(), error = %e, "config/desired rejected");
-                let next = Saved { desired_version: Some(version), ..r.saved.clone() };
-                let _ = r.save(next);
-                r.report_config(("rejected", Some(&e)));
-                r.event("config", json!({"status": "rejected", "version": version, "error": error_json(&e)}));
-                Vec::new()
-            }
+        r.report_config((SyncStatus::Syncing, None));
+        // Goes on in `finish_config`.
+        if let Err(e) = self.check_overlay(overlay, Origin::Desired { version }) {
+            self.reject_desired(version, &e);
         }
+        Vec::new()
     }
 
-    async fn snapshot(&mut self, width: u32) -> Result<Value, CommandError> {
+    /// Encodes the newest frame as JPEG in a job (bounded), publishes it, then replies.
+    fn snapshot(&mut self, cmd: &Command, to: &ReplyTo, width: u32) -> Result<(), CommandError> {
         let Some(s) = &self.session else {
             return Err(CommandError::new(ErrorCode::Unavailable, format!("no input while {}", self.machine.state.name())));
         };
         let frame = s.pipeline.last_frame();
-        let job = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::jpeg(frame, width));
-        let jpeg = match tokio::time::timeout(crate::pipeline::snapshot::TIMEOUT, job).await {
-            Ok(Ok(Ok(j))) => j,
-            Ok(Ok(Err(e))) => return Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
-            _ => return Err(CommandError::new(ErrorCode::Unavailable, "the snapshot took too long")),
-        };
-        let r = self.remote.as_ref().expect("remote");
-        let topic = r.topics.snapshot();
-        let bytes = jpeg.bytes.len();
-        r.publish(Outgoing { topic: topic.clone(), payload: Bytes::from(jpeg.bytes), qos1: false, retain: false, correlation: None, content_type: "image/jpeg" });
-        Ok(json!({"topic": topic, "bytes": bytes, "width": jpeg.width, "height": jpeg.height, "taken_at": now_rfc3339()}))
+        let (cmd, to) = (cmd.clone(), to.clone());
+        self.jobs.spawn(true, async move {
+            let job = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::jpeg(frame, width));
+            let result = match tokio::time::timeout(crate::pipeline::snapshot::TIMEOUT, job).await {
+                Ok(Ok(Ok(jpeg))) => Ok((jpeg, now_rfc3339())),
+                Ok(Ok(Err(e))) => Err(CommandError::new(ErrorCode::Unavailable, e.to_string())),
+                _ => Err(CommandError::new(ErrorCode::Unavailable, "the snapshot took too long")),
+            };
+            JobDone::Snapshot { cmd, to, result }
+        });
+        Ok(())
     }
 
-    pub(super) fn publish_telemetry(&mut self) {
-        let Some(r) = &mut self.remote else { return };
-        let disk = r.recording_dir.clone().unwrap_or_else(|| self.config.state_dir.clone());
-        let report = r.reporter.report(&self.machine.state, self.session.as_ref(), Some(&disk));
-        r.publish(Outgoing::json(r.topics.telemetry(), &report, false, false));
+    /// Publishes the snapshot's image, then answers with where it went.
+    fn finish_snapshot(&mut self, cmd: &Command, to: &ReplyTo, result: Result<(Jpeg, String), CommandError>) -> Vec<Action> {
+        let outcome = result.map(|(jpeg, taken_at)| {
+            let r = self.remote.as_ref().expect("remote");
+            let topic = r.topics.snapshot();
+            let (bytes, width, height) = (jpeg.bytes.len(), jpeg.width, jpeg.height);
+            r.publish(Outgoing { topic: topic.clone(), payload: Bytes::from(jpeg.bytes), qos1: false, retain: false, correlation: None, content_type: "image/jpeg" });
+            let result = wire::SnapshotResult { topic, bytes, width, height, taken_at };
+            (Vec::new(), serde_json::to_value(result).expect("json"))
+        });
+        self.finish_command(cmd, to, outcome)
     }
 }
 
-fn failure_with_id(id: Option<&str>, state: &State, e: &CommandError) -> Value {
-    json!({"id": id, "ok": false, "state": state.name(), "error": error_json(e)})
+/// The machine event a run command asks for.
+fn run_event(kind: &Kind) -> Event {
+    match kind {
+        Kind::Stop => Event::StopRequested,
+        Kind::Restart => Event::RestartRequested,
+        _ => Event::StartRequested,
+    }
+}
+
+fn refused(e: super::Refusal) -> CommandError {
+    CommandError::new(ErrorCode::NotAllowed, e.to_string())
+}
+
+fn save_error(e: crate::persist::PersistError) -> CommandError {
+    tracing::error!(error = %e, "cannot save remote state");
+    CommandError::new(ErrorCode::Internal, format!("cannot save the state: {e}"))
+}
+
+/// What a config check needs to know about the box now.
+struct Check {
+    same_source: bool,
+    /// Streaming, or meant to be.
+    live: bool,
+    /// The format to plan against instead of probing the source.
+    capturing: Option<crate::pipeline::plan::SourceFormat>,
+}
+
+/// The checks of a config change that may block (device and file probes,
+/// the recording folder): on a blocking thread.
+fn check_config(config: Config, current: &Config, board: &crate::board::BoardProfile, c: Check) -> Result<Config, CommandError> {
+    let Check { same_source, live, mut capturing } = c;
+    if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| !same_source && live) {
+        // Idle, a device may be plugged in later; live, switching to a
+        // missing one would take the stream off the air.
+        return Err(CommandError::field(
+            ErrorCode::InvalidConfig,
+            format!("config.{field}"),
+            format!("{why}: a live box keeps its current source (plug it in, or stop the box first)"),
+        ));
+    }
+    if live {
+        // What would take the stream off the air is found now, not after
+        // the restart: a new file that is not media, a recording folder
+        // that cannot be made.
+        if !same_source {
+            capturing = super::trial::probe_new_file(&config.source)?;
+        }
+        super::trial::check_recording(&config, current)?;
+    }
+    crate::session::preflight(&config, board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+    if !config.has_output() && live {
+        // Idle, a box may be configured piece by piece; live, this would
+        // take the stream off the air.
+        return Err(CommandError::field(
+            ErrorCode::InvalidConfig,
+            "config.destination",
+            "no destination is left and recording is disabled: the live stream would go nowhere (stop it first)",
+        ));
+    }
+    Ok(config)
+}
+
+/// The `command` event: its outcome, with the code when it failed.
+fn command_event(name: &str, id: Option<&str>, error: Option<&CommandError>) -> WireEvent {
+    WireEvent::Command { name: name.to_string(), id: id.map(str::to_string), ok: error.is_none(), code: error.map(|e| e.code) }
 }

@@ -2,9 +2,10 @@
 //! claimed while the box delivers a fraction of the frames it promised (a
 //! source beyond what it can capture and scale). A lost input is not
 //! judged here: the outputs carry the slate, the box stays `live` and
-//! status says `input.signal: false` (see [`input_json`]). Judged from the
+//! status says `input.signal: false` (see [`input_signal`]). Judged from the
 //! capture's own counters, pure.
 
+use crate::status::reason::InputProblem;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ pub struct RateWindow {
 }
 
 impl RateWindow {
-    /// What is wrong with the input now, as a status reason; `None` when it is fine.
+    /// What is wrong with the input now; `None` when it is fine.
     /// `since_last`: time since the last captured frame (`None` before the first).
     pub fn judge(
         &mut self,
@@ -33,7 +34,7 @@ impl RateWindow {
         captured: u64,
         since_last: Option<Duration>,
         fps: f64,
-    ) -> Option<String> {
+    ) -> Option<InputProblem> {
         if self.session != Some(session_started) {
             *self = RateWindow { session: Some(session_started), samples: VecDeque::new() };
         }
@@ -55,17 +56,18 @@ impl RateWindow {
             return None;
         }
         let measured = (captured - c0) as f64 / span.as_secs_f64();
-        (measured < fps * REAL_TIME).then(|| format!("not real time: capturing {measured:.0} of {fps:.0} fps"))
+        (measured < fps * REAL_TIME)
+            .then(|| InputProblem::NotRealTime { capturing: measured.round() as u32, fps: fps.round() as u32 })
     }
 }
 
 /// The input as status shows it: `{signal, since, slate}`.
-pub fn input_json(i: &crate::pipeline::stats::InputSignal) -> serde_json::Value {
-    serde_json::json!({
-        "signal": i.signal,
-        "since": i.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-        "slate": i.slate,
-    })
+pub fn input_signal(i: &crate::pipeline::stats::InputSignal) -> crate::status::wire::InputSignal {
+    crate::status::wire::InputSignal {
+        signal: i.signal,
+        since: i.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        slate: i.slate,
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +75,7 @@ mod tests {
     use super::*;
 
     /// Feeds `fps_in` frames a second for `secs`, judged every 0.5 s like the health tick.
-    fn run(w: &mut RateWindow, start: Instant, t: &mut Duration, captured: &mut u64, fps_in: f64, secs: f64) -> Vec<Option<String>> {
+    fn run(w: &mut RateWindow, start: Instant, t: &mut Duration, captured: &mut u64, fps_in: f64, secs: f64) -> Vec<Option<InputProblem>> {
         let mut out = Vec::new();
         for _ in 0..(secs * 2.0) as u32 {
             *t += Duration::from_millis(500);
@@ -89,7 +91,7 @@ mod tests {
         let (mut w, start, mut t, mut c) = (RateWindow::default(), Instant::now(), Duration::ZERO, 0);
         assert!(run(&mut w, start, &mut t, &mut c, 30.0, 20.0).iter().all(Option::is_none));
         let slow = run(&mut w, start, &mut t, &mut c, 8.0, 20.0);
-        assert_eq!(slow.last().unwrap().as_deref(), Some("not real time: capturing 8 of 30 fps"));
+        assert_eq!(slow.last().unwrap().map(|p| p.to_string()).as_deref(), Some("not real time: capturing 8 of 30 fps"));
         // Back to real time: fine again once the window has passed.
         let back = run(&mut w, start, &mut t, &mut c, 30.0, 10.0);
         assert_eq!(back.last().unwrap(), &None);

@@ -1,37 +1,41 @@
 //! The supervisor's state machine: pure, so every transition is unit tested.
 //! `step(event) -> actions`; the loop in `mod.rs` executes the actions.
 //! Commands are checked first with [`Machine::accepts`]: one that makes no
-//! sense in the current state gets a typed [`Refusal`].
+//! sense in the current state gets a typed [`Refusal`]. Nothing here logs
+//! or waits: the loop says what happened.
 
+pub use crate::status::reason::{Health, Reason};
+pub use crate::status::StateName;
 use crate::exit;
-use serde::Serialize;
 use std::time::Duration;
-use tracing::warn;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq)]
 pub enum State {
     Idle,
     Starting,
     Live,
-    Degraded { reason: String },
+    Degraded { reason: Reason },
     Stopping,
-    Error { reason: String },
+    Error { reason: Reason },
 }
 
 impl State {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> StateName {
         match self {
-            State::Idle => "idle",
-            State::Starting => "starting",
-            State::Live => "live",
-            State::Degraded { .. } => "degraded",
-            State::Stopping => "stopping",
-            State::Error { .. } => "error",
+            State::Idle => StateName::Idle,
+            State::Starting => StateName::Starting,
+            State::Live => StateName::Live,
+            State::Degraded { .. } => StateName::Degraded,
+            State::Stopping => StateName::Stopping,
+            State::Error { .. } => StateName::Error,
         }
     }
 
-    pub fn reason(&self) -> Option<&str> {
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    pub fn reason(&self) -> Option<&Reason> {
         match self {
             State::Degraded { reason } | State::Error { reason } => Some(reason),
             _ => None,
@@ -53,15 +57,18 @@ pub enum Event {
     /// SIGTERM/SIGINT or the run's time limit: stop and exit.
     Shutdown,
     SessionStarted,
-    /// The session could not start; `permanent` when only a config change helps.
-    SessionFailed { reason: String, permanent: bool },
-    PipelineFailed { reason: String },
+    /// The session could not start (`error`: what went wrong); `permanent`
+    /// when only a config change helps.
+    SessionFailed { error: String, permanent: bool },
+    /// The start did not finish within [`super::START_TIMEOUT`]: abandoned.
+    StartTimedOut,
+    PipelineFailed { element: String, message: String },
     /// A file or FIFO source ended; `reopen` unless the config says it is a one-shot.
     SourceEnded { reopen: bool },
     /// A start found no input to open (a FIFO with no feeder): wait and retry.
     InputAbsent,
-    /// Some publish is not up (`Some(reason)`), or all are (`None`).
-    EgressHealth(Option<String>),
+    /// What is wrong with the input and the outputs now (empty: nothing).
+    Health(Health),
     SessionStopped,
     RetryDue,
 }
@@ -99,15 +106,12 @@ pub struct Machine {
 enum After {
     Exit(i32),
     /// Retry after a pipeline failure; the reason stays visible in `error`.
-    Retry(String),
+    Retry(Reason),
     Idle,
     Start,
     /// The input ended: wait in `error` and reopen it soon.
     ReopenInput,
 }
-
-/// The reason shown while a file or FIFO input has ended and is being reopened.
-pub const INPUT_ENDED: &str = "input ended: reopening it";
 
 pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -151,9 +155,9 @@ impl Machine {
                 self.state = Live;
                 vec![]
             }
-            (Starting, Event::SessionFailed { reason, permanent }) => {
+            (Starting, Event::SessionFailed { error, permanent }) => {
                 self.failures += 1;
-                self.state = Error { reason };
+                self.state = Error { reason: Reason::Start(error) };
                 match (permanent, self.exit_on_config_error) {
                     (true, true) => vec![Action::Exit(exit::CONFIG)],
                     // Retrying cannot help; wait for a new config or a command.
@@ -161,20 +165,24 @@ impl Machine {
                     (false, _) => vec![Action::ScheduleRetry(self.retry_delay())],
                 }
             }
-            (Live | Degraded { .. }, Event::EgressHealth(None)) => {
+            (Starting, Event::StartTimedOut) => {
+                self.failures += 1;
+                self.state = Error { reason: Reason::StartTimedOut { after_s: super::START_TIMEOUT.as_secs() } };
+                vec![Action::ScheduleRetry(self.retry_delay())]
+            }
+            (Live | Degraded { .. }, Event::Health(h)) if h.is_ok() => {
                 self.state = Live;
                 self.failures = 0;
                 vec![]
             }
-            (Live | Degraded { .. }, Event::EgressHealth(Some(reason))) => {
-                self.state = Degraded { reason };
+            (Live | Degraded { .. }, Event::Health(h)) => {
+                self.state = Degraded { reason: Reason::Health(h) };
                 vec![]
             }
-            (Live | Degraded { .. } | Starting, Event::PipelineFailed { reason }) => {
+            (Live | Degraded { .. } | Starting, Event::PipelineFailed { element, message }) => {
                 self.failures += 1;
                 self.state = Stopping;
-                warn!(%reason, "pipeline failed; restarting it");
-                self.then = Some(After::Retry(reason));
+                self.then = Some(After::Retry(Reason::PipelineFailed { element, message }));
                 vec![Action::StopSession]
             }
             (Live | Degraded { .. }, Event::SourceEnded { reopen: true }) => self.stop_then(After::ReopenInput),
@@ -186,7 +194,7 @@ impl Machine {
             (Live | Degraded { .. }, Event::SourceEnded { reopen: false }) => self.stop_then(After::Idle),
             // Not a failure of the box: no growing backoff, the feeder may be back any moment.
             (Starting, Event::InputAbsent) => {
-                self.state = Error { reason: INPUT_ENDED.into() };
+                self.state = Error { reason: Reason::InputEnded };
                 vec![Action::ScheduleRetry(RETRY_INITIAL)]
             }
             (Live | Degraded { .. } | Starting, Event::StopRequested) => self.stop_then(After::Idle),
@@ -204,7 +212,7 @@ impl Machine {
             (Stopping, Event::SessionStopped) => match self.then.take() {
                 Some(After::Exit(code)) => vec![Action::Exit(code)],
                 Some(After::Retry(reason)) => {
-                    self.state = Error { reason: format!("pipeline failed: {reason}") };
+                    self.state = Error { reason };
                     vec![Action::ScheduleRetry(self.retry_delay())]
                 }
                 Some(After::Start) => {
@@ -212,7 +220,7 @@ impl Machine {
                     vec![Action::StartSession]
                 }
                 Some(After::ReopenInput) => {
-                    self.state = Error { reason: INPUT_ENDED.into() };
+                    self.state = Error { reason: Reason::InputEnded };
                     vec![Action::ScheduleRetry(RETRY_INITIAL)]
                 }
                 Some(After::Idle) | None => {
@@ -247,26 +255,31 @@ mod tests {
     #[test]
     fn a_publish_going_down_degrades_and_recovering_returns_to_live() {
         let mut m = live();
-        m.step(Event::EgressHealth(Some("primary/1080p reconnecting".into())));
-        assert_eq!(m.state, State::Degraded { reason: "primary/1080p reconnecting".into() });
-        m.step(Event::EgressHealth(None));
+        let down = Health {
+            input: None,
+            outputs: vec![super::super::OutputDown::Publish { label: "primary/1080p".into(), state: crate::egress::EgressState::Reconnecting }],
+        };
+        m.step(Event::Health(down.clone()));
+        assert_eq!(m.state, State::Degraded { reason: Reason::Health(down) });
+        assert_eq!(m.state.reason().unwrap().to_string(), "primary/1080p reconnecting");
+        m.step(Event::Health(Health::default()));
         assert_eq!(m.state, State::Live);
     }
 
     #[test]
     fn a_pipeline_failure_stops_then_retries_with_growing_capped_delays() {
         let mut m = live();
-        assert_eq!(m.step(Event::PipelineFailed { reason: "v4l2src: device lost".into() }), [Action::StopSession]);
+        assert_eq!(m.step(Event::PipelineFailed { element: "v4l2src".into(), message: "device lost".into() }), [Action::StopSession]);
         assert_eq!(m.step(Event::SessionStopped), [Action::ScheduleRetry(Duration::from_secs(2))]);
-        assert_eq!(m.state, State::Error { reason: "pipeline failed: v4l2src: device lost".into() });
+        assert_eq!(m.state.reason().unwrap().to_string(), "pipeline failed: v4l2src: device lost");
         assert_eq!(m.step(Event::RetryDue), [Action::CancelRetry, Action::StartSession]);
         assert_eq!(
-            m.step(Event::SessionFailed { reason: "no device".into(), permanent: false }),
+            m.step(Event::SessionFailed { error: "no device".into(), permanent: false }),
             [Action::ScheduleRetry(Duration::from_secs(4))]
         );
         for _ in 0..10 {
             m.step(Event::RetryDue);
-            m.step(Event::SessionFailed { reason: "no device".into(), permanent: false });
+            m.step(Event::SessionFailed { error: "no device".into(), permanent: false });
         }
         assert_eq!(m.retry_delay(), RETRY_MAX);
     }
@@ -275,15 +288,15 @@ mod tests {
     fn a_config_problem_exits_with_the_config_code_instead_of_retrying() {
         let mut m = Machine::default();
         m.step(Event::StartRequested);
-        assert_eq!(m.step(Event::SessionFailed { reason: "rung too big".into(), permanent: true }), [Action::Exit(exit::CONFIG)]);
+        assert_eq!(m.step(Event::SessionFailed { error: "rung too big".into(), permanent: true }), [Action::Exit(exit::CONFIG)]);
     }
 
     #[test]
     fn under_remote_control_a_config_problem_waits_in_error_for_a_new_config() {
         let mut m = Machine::new(false);
         m.step(Event::StartRequested);
-        assert_eq!(m.step(Event::SessionFailed { reason: "rung too big".into(), permanent: true }), []);
-        assert_eq!(m.state, State::Error { reason: "rung too big".into() });
+        assert_eq!(m.step(Event::SessionFailed { error: "rung too big".into(), permanent: true }), []);
+        assert_eq!(m.state, State::Error { reason: Reason::Start("rung too big".into()) });
         assert_eq!(m.step(Event::RestartRequested), [Action::CancelRetry, Action::StartSession]);
     }
 
@@ -304,7 +317,7 @@ mod tests {
             m.step(Event::SessionStarted);
             assert_eq!(m.step(Event::SourceEnded { reopen: true }), [Action::StopSession]);
             assert_eq!(m.step(Event::SessionStopped), [Action::ScheduleRetry(RETRY_INITIAL)]);
-            assert_eq!(m.state, State::Error { reason: INPUT_ENDED.into() });
+            assert_eq!(m.state, State::Error { reason: Reason::InputEnded });
             // The feeder is not back yet: wait again, without a growing delay.
             assert_eq!(m.step(Event::RetryDue), [Action::CancelRetry, Action::StartSession]);
             for _ in 0..20 {
@@ -325,6 +338,20 @@ mod tests {
     }
 
     #[test]
+    fn a_start_that_hangs_is_given_up_and_retried_with_backoff() {
+        let mut m = Machine::default();
+        m.step(Event::StartRequested);
+        assert_eq!(m.step(Event::StartTimedOut), [Action::ScheduleRetry(Duration::from_secs(2))]);
+        assert_eq!(m.state, State::Error { reason: Reason::StartTimedOut { after_s: 30 } });
+        assert_eq!(m.step(Event::RetryDue), [Action::CancelRetry, Action::StartSession]);
+        // A stop asked for while starting: the loop stops what the start makes.
+        assert_eq!(m.step(Event::StopRequested), [Action::StopSession]);
+        assert_eq!(m.step(Event::StartTimedOut), []);
+        assert_eq!(m.step(Event::SessionStopped), []);
+        assert_eq!(m.state, State::Idle);
+    }
+
+    #[test]
     fn restart_stops_then_starts_again() {
         let mut m = live();
         assert_eq!(m.step(Event::RestartRequested), [Action::StopSession]);
@@ -335,7 +362,7 @@ mod tests {
     #[test]
     fn stop_while_waiting_to_retry_cancels_the_retry_and_stays_idle() {
         let mut m = live();
-        m.step(Event::PipelineFailed { reason: "x".into() });
+        m.step(Event::PipelineFailed { element: "x".into(), message: "y".into() });
         m.step(Event::SessionStopped);
         assert_eq!(m.step(Event::StopRequested), [Action::CancelRetry]);
         assert_eq!(m.state, State::Idle);

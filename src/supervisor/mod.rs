@@ -6,29 +6,48 @@
 
 mod commands;
 mod input_health;
+mod jobs;
 mod machine;
 mod remote;
 mod trial;
+mod work;
 
 pub use machine::{Action, Event, Machine, Refusal, State, RETRY_INITIAL, RETRY_MAX};
+pub use crate::status::reason::{Health, InputProblem, OutputDown, Reason};
+pub use input_health::INPUT_LOSS;
 
 use crate::board::BoardProfile;
 use crate::config::Config;
 use crate::egress::record::RecordState;
 use crate::egress::EgressState;
 use crate::pipeline::actor::PipelineEvent;
-use crate::session::Session;
+use crate::session::{Session, SessionError};
+use crate::status::{Snapshot, summary, wire::SystemSample};
 use crate::sys;
+use crate::telemetry::report::Reporter;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
 use remote::Remote;
 use std::time::{Duration, Instant};
-use tracing::{error, info};
+use tracing::{error, info, warn};
+use work::{Next, Work};
 
 /// A capture silent for this long is a stall: the watchdog stops being fed.
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
-/// A start (device probe, pipeline build) that takes longer is hung.
+/// A start (device probe, pipeline build) that takes longer is hung: it is
+/// given up (whatever it makes later is stopped) and tried again.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a new session has to deliver its first frame.
 pub const STARTUP_GRACE: Duration = Duration::from_secs(15);
+/// A whole stop (pipeline drained, every output closed) is given up after
+/// this long, well inside the unit's `TimeoutStopSec=20` (see
+/// `Session::stop` for the parts).
+pub const STOP_BOUND: Duration = Duration::from_secs(12);
+
+/// How often a standalone box takes its status snapshot (under fleet
+/// control: every `mqtt.telemetry_seconds`).
+pub const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// What `run` starts from.
 pub struct Setup {
@@ -40,6 +59,16 @@ pub struct Setup {
     pub limit: Option<Duration>,
 }
 
+/// How a start ended, posted back to the loop.
+enum Started {
+    /// A FIFO input has no feeder yet.
+    InputAbsent,
+    Running(Box<Session>),
+    Failed(SessionError),
+    /// The start's thread panicked.
+    Panicked,
+}
+
 struct Supervisor {
     machine: Machine,
     config: Config,
@@ -47,14 +76,23 @@ struct Supervisor {
     session: Option<Session>,
     remote: Option<Remote>,
     retry_at: Option<tokio::time::Instant>,
-    starting_since: Option<Instant>,
+    /// Session starts and stops in flight (off the loop).
+    work: Work<Started>,
+    /// A fleet message's blocking part in flight, and the messages waiting for it.
+    jobs: jobs::Jobs,
     shown: State,
     ready_sent: bool,
-    last_health: Option<Option<String>>,
+    last_health: Option<Health>,
     stall_logged: bool,
     /// A remote config change not yet proven live (see [`trial`]).
     trial: Option<trial::Trial>,
     input_rate: input_health::RateWindow,
+    /// The status snapshot: built once per tick, read by telemetry and the journal summary.
+    reporter: Reporter,
+    status: watch::Sender<Option<Arc<Snapshot>>>,
+    system: watch::Receiver<SystemSample>,
+    /// The path whose disk the system sampler reports (recordings, else the state).
+    disk: watch::Sender<PathBuf>,
 }
 
 /// Runs until shutdown; returns the exit code.
@@ -67,6 +105,14 @@ pub async fn run(setup: Setup) -> i32 {
         },
         None => (None, config, true),
     };
+    let every = remote.as_ref().map_or(STATUS_EVERY, Remote::telemetry_every);
+    let (disk, disk_rx) = watch::channel(disk_path(&config));
+    let (status, latest) = watch::channel(None);
+    match &remote {
+        Some(r) => r.spawn_telemetry(latest),
+        // A standalone box has telemetry too: in the journal.
+        None => drop(summary::spawn(latest, summary::EVERY)),
+    }
     let mut sup = Supervisor {
         machine: Machine::new(remote.is_none()),
         config,
@@ -74,34 +120,43 @@ pub async fn run(setup: Setup) -> i32 {
         session: None,
         remote,
         retry_at: None,
-        starting_since: None,
+        work: Work::default(),
+        jobs: jobs::Jobs::default(),
         shown: State::Idle,
         ready_sent: false,
         last_health: None,
         stall_logged: false,
         trial: None,
         input_rate: input_health::RateWindow::default(),
+        reporter: Reporter::default(),
+        status,
+        system: crate::telemetry::system::spawn(every, disk_rx),
+        disk,
     };
     let first = if start { sup.machine.step(Event::StartRequested) } else { Vec::new() };
     sup.run(first, limit).await
 }
 
 impl Supervisor {
+    /// One `select!`; nothing in it awaits long work (starts and stops run
+    /// in [`work`], blocking calls on blocking threads), so every branch is
+    /// answered within moments, whatever the session is doing.
     async fn run(&mut self, mut pending: Vec<Action>, limit: Option<Duration>) -> i32 {
         let deadline = limit.map(|d| tokio::time::Instant::now() + d);
         let mut health = tokio::time::interval(Duration::from_millis(500));
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         // systemd's watchdog: fed from this loop, only while healthy.
         let mut watchdog = sys::watchdog_interval().map(tokio::time::interval);
-        let mut telemetry = self.remote.as_ref().map(|r| tokio::time::interval(r.telemetry_every()));
+        let mut snapshot = tokio::time::interval(self.remote.as_ref().map_or(STATUS_EVERY, Remote::telemetry_every));
         loop {
-            if let Some(code) = self.execute(&mut pending).await {
+            if let Some(code) = self.execute(&mut pending) {
                 if let Some(r) = self.remote.take() {
-                    r.close(&self.machine.state).await;
+                    r.close().await;
                 }
                 return code;
             }
             let event = tokio::select! {
+                // Shutdown is answered in any state, also while a start or stop runs.
                 _ = tokio::signal::ctrl_c() => Event::Shutdown,
                 _ = sigterm.recv() => Event::Shutdown,
                 _ = sleep_until(deadline) => Event::Shutdown,
@@ -109,92 +164,166 @@ impl Supervisor {
                     self.retry_at = None;
                     Event::RetryDue
                 }
+                // A start or stop finished, or ran out of time.
+                next = self.work.next() => match self.on_work(next) {
+                    Some(ev) => ev,
+                    None => continue,
+                },
                 ev = next_pipeline_event(&mut self.session) => match ev {
-                    PipelineEvent::Error { element, message } => Event::PipelineFailed { reason: format!("{element}: {message}") },
+                    PipelineEvent::Error { element, message } => {
+                        warn!(%element, %message, "pipeline failed; restarting it");
+                        Event::PipelineFailed { element, message }
+                    }
                     PipelineEvent::Eos => Event::SourceEnded { reopen: reopens(&self.config) },
                     PipelineEvent::Playing | PipelineEvent::Warning { .. } => continue,
                 },
+                // Fleet control: commands, desired config, link up/down.
                 msg = remote::next_inbound(&mut self.remote) => {
-                    pending = self.on_inbound(msg).await;
+                    pending = self.on_inbound(msg);
                     continue;
                 }
-                _ = tick(&mut telemetry) => {
-                    self.publish_telemetry();
+                // A command's probe, save or snapshot finished: the command goes on.
+                (done, acks) = self.jobs.next() => {
+                    pending = self.on_job(done, acks);
+                    continue;
+                }
+                // The status snapshot of this tick, for every reader at once.
+                _ = snapshot.tick() => {
+                    self.take_snapshot();
                     continue;
                 }
                 _ = tick(&mut watchdog) => {
                     self.feed_watchdog();
                     continue;
                 }
+                // The input's rate and the outputs' states, judged twice a second.
                 _ = health.tick() => {
                     self.watch_input();
-                    let Some(s) = &self.session else { continue };
-                    let stats = &s.pipeline.stats;
-                    let input = self.input_rate.judge(
-                        s.started,
-                        Instant::now(),
-                        stats.captured_frames.load(std::sync::atomic::Ordering::Relaxed),
-                        stats.since_last_capture(),
-                        s.plan.format.fps.as_f64(),
-                    );
-                    let h = match (input, egress_health(s)) {
-                        (Some(i), Some(o)) => Some(format!("{i}, {o}")),
-                        (i, o) => i.or(o),
-                    };
+                    let Some(h) = self.judge_health() else { continue };
                     if self.last_health.as_ref() == Some(&h) {
                         continue;
                     }
                     self.last_health = Some(h.clone());
-                    Event::EgressHealth(h)
+                    Event::Health(h)
                 }
             };
             pending = self.machine.step(event);
         }
     }
 
+    /// What the input and the outputs say now; `None` without a session.
+    fn judge_health(&mut self) -> Option<Health> {
+        let s = self.session.as_ref()?;
+        let stats = &s.pipeline.stats;
+        let input = self.input_rate.judge(
+            s.started,
+            Instant::now(),
+            stats.captured_frames.load(std::sync::atomic::Ordering::Relaxed),
+            stats.since_last_capture(),
+            s.plan.format.fps.as_f64(),
+        );
+        Some(Health { input, outputs: outputs_down(s) })
+    }
+
+    /// Turns what [`work`] reports into a machine event (`None`: nothing for the machine).
+    fn on_work(&mut self, next: Next<Started>) -> Option<Event> {
+        match next {
+            Next::Started(outcome) if self.work.stopping() => {
+                // A stop was asked for while this start ran: stop what it made.
+                match outcome {
+                    Started::Running(s) => {
+                        info!("the session started after a stop was asked for; stopping it");
+                        self.work.stop(STOP_BOUND, stop_session(*s));
+                        None
+                    }
+                    _ => {
+                        self.work.stop_done();
+                        Some(Event::SessionStopped)
+                    }
+                }
+            }
+            Next::Started(Started::InputAbsent) => {
+                info!("no feeder on the input FIFO yet; waiting");
+                Some(Event::InputAbsent)
+            }
+            Next::Started(Started::Running(s)) => {
+                self.session = Some(*s);
+                self.last_health = None;
+                Some(Event::SessionStarted)
+            }
+            Next::Started(Started::Failed(e)) => {
+                error!(error = %e, "cannot start the stream");
+                let permanent = e.is_config();
+                if permanent && self.remote.is_none() {
+                    eprintln!("config error: {e}");
+                }
+                Some(Event::SessionFailed { error: e.to_string(), permanent })
+            }
+            Next::Started(Started::Panicked) => {
+                error!("the session start panicked");
+                Some(Event::SessionFailed { error: "the start failed unexpectedly".into(), permanent: false })
+            }
+            Next::Late(Started::Running(s)) => {
+                warn!("a start given up earlier finished after all; stopping what it made");
+                tokio::spawn(stop_session(*s));
+                None
+            }
+            Next::Late(_) => None,
+            Next::StartTimedOut if self.work.stopping() => {
+                // A stop waited for this start: nothing of it is left to stop.
+                warn!(timeout_s = START_TIMEOUT.as_secs(), "the start hung; the stop goes on without it");
+                self.work.stop_done();
+                Some(Event::SessionStopped)
+            }
+            Next::StartTimedOut => {
+                error!(timeout_s = START_TIMEOUT.as_secs(), "the start hung; giving it up");
+                Some(Event::StartTimedOut)
+            }
+            Next::Stopped => Some(Event::SessionStopped),
+            Next::StopTimedOut => {
+                warn!(bound_s = STOP_BOUND.as_secs(), "the session did not stop in time; going on without it");
+                Some(Event::SessionStopped)
+            }
+        }
+    }
+
     /// Executes actions (some produce events, hence more actions) until none
-    /// are left, then answers commands that waited for the outcome.
-    async fn execute(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
+    /// are left, then answers commands that waited for the outcome. Never
+    /// waits: starts and stops are handed to [`work`].
+    fn execute(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
         loop {
-            if let Some(code) = self.execute_batch(pending).await {
+            if let Some(code) = self.execute_batch(pending) {
                 return Some(code);
             }
             let more = self.check_trial();
             if more.is_empty() {
-                return None;
+                break;
             }
             pending.extend(more);
         }
+        // Replies wait until no start or stop is in flight.
+        if !self.work.starting() && !self.work.stopping()
+            && let Some(r) = &mut self.remote
+        {
+            r.settle(&self.machine.state);
+        }
+        None
     }
 
-    async fn execute_batch(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
+    fn execute_batch(&mut self, pending: &mut Vec<Action>) -> Option<i32> {
         while !pending.is_empty() {
             let action = pending.remove(0);
             match action {
-                Action::StartSession if !self.input_present().await => {
-                    info!("no feeder on the input FIFO yet; waiting");
-                    pending.extend(self.machine.step(Event::InputAbsent));
-                }
-                Action::StartSession => match self.start_session().await {
-                    Ok(s) => {
-                        self.session = Some(s);
-                        self.last_health = None;
-                        pending.extend(self.machine.step(Event::SessionStarted));
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot start the stream");
-                        let permanent = e.is_config();
-                        if permanent && self.remote.is_none() {
-                            eprintln!("config error: {e}");
-                        }
-                        pending.extend(self.machine.step(Event::SessionFailed { reason: e.to_string(), permanent }));
-                    }
-                },
+                Action::StartSession => self.begin_start(),
                 Action::StopSession => {
                     if let Some(s) = self.session.take() {
-                        s.stop().await;
+                        self.work.stop(STOP_BOUND, stop_session(s));
+                    } else if self.work.starting() {
+                        // What the start makes is stopped when it comes (bounded as any stop).
+                        self.work.stop_after_start(STOP_BOUND);
+                    } else {
+                        pending.extend(self.machine.step(Event::SessionStopped));
                     }
-                    pending.extend(self.machine.step(Event::SessionStopped));
                 }
                 Action::ScheduleRetry(d) => {
                     info!(delay_ms = d.as_millis() as u64, "retrying");
@@ -209,10 +338,24 @@ impl Supervisor {
             self.show_state();
         }
         self.show_state();
-        if let Some(r) = &mut self.remote {
-            r.settle(&self.machine.state);
-        }
         None
+    }
+
+    /// Starts a session off the loop: the FIFO check (bounded), then the
+    /// device probe and the build on a blocking thread. The outcome comes
+    /// back through [`work`]; [`START_TIMEOUT`] gives it up.
+    fn begin_start(&mut self) {
+        let (config, board) = (self.config.clone(), self.board.clone());
+        self.work.start(START_TIMEOUT, async move {
+            if !input_present(&config).await {
+                return Started::InputAbsent;
+            }
+            match tokio::task::spawn_blocking(move || Session::start(&config, &board)).await {
+                Ok(Ok(s)) => Started::Running(Box::new(s)),
+                Ok(Err(e)) => Started::Failed(e),
+                Err(_) => Started::Panicked,
+            }
+        });
     }
 
     /// Logs, tells systemd and the fleet about a state change.
@@ -221,7 +364,8 @@ impl Supervisor {
             return;
         }
         let previous = std::mem::replace(&mut self.shown, self.machine.state.clone());
-        info!(state = self.shown.name(), reason = self.shown.reason(), "state");
+        let reason = self.shown.reason().map(ToString::to_string);
+        info!(state = self.shown.name(), reason = reason.as_deref(), "state");
         sys::notify_status(&status_line(&self.shown));
         if self.shown == State::Stopping {
             sys::notify_stopping();
@@ -246,8 +390,22 @@ impl Supervisor {
         }
     }
 
+    /// Builds this tick's status snapshot and shares it.
+    fn take_snapshot(&mut self) {
+        self.disk.send_if_modified(|p| {
+            let now = disk_path(&self.config);
+            let changed = *p != now;
+            *p = now;
+            changed
+        });
+        let system = self.system.borrow().clone();
+        let state = &self.machine.state;
+        let snapshot = self.reporter.report(state.kind(), state.reason().cloned(), self.session.as_ref(), system);
+        self.status.send_replace(Some(Arc::new(snapshot)));
+    }
+
     fn feed_watchdog(&mut self) {
-        if healthy(&self.session, self.starting_since) {
+        if healthy(&self.session) {
             sys::notify_watchdog();
             self.stall_logged = false;
         } else if !self.stall_logged {
@@ -255,36 +413,36 @@ impl Supervisor {
             error!(silent_s = STALL_AFTER.as_secs(), "capture stalled: no longer feeding the watchdog");
         }
     }
+}
 
-    /// Whether the input can be opened without blocking: a FIFO needs a
-    /// feeder (asked without blocking, bounded); anything else is left to the probe.
-    async fn input_present(&self) -> bool {
-        match &self.config.source {
-            crate::config::Source::File { path, .. } => {
-                crate::pipeline::fifo::feeder_present(path, crate::pipeline::fifo::FEEDER_WAIT).await
-            }
-            _ => true,
+/// The filesystem whose space the status reports: the recordings', else the state's.
+fn disk_path(config: &Config) -> PathBuf {
+    config.recording.as_ref().map_or_else(|| config.state_dir.clone(), |r| r.dir.clone())
+}
+
+/// Stops a session, then hands the freed heap back (on a blocking thread:
+/// `malloc_trim` can take a while on a big heap).
+async fn stop_session(s: Session) {
+    s.stop().await;
+    let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
+}
+
+/// Whether the input can be opened without blocking: a FIFO needs a
+/// feeder (asked without blocking, bounded); anything else is left to the probe.
+async fn input_present(config: &Config) -> bool {
+    match &config.source {
+        crate::config::Source::File { path, .. } => {
+            crate::pipeline::fifo::feeder_present(path, crate::pipeline::fifo::FEEDER_WAIT).await
         }
-    }
-
-    /// Starts a session off the runtime's workers: probing a device or opening a
-    /// pipe can block, and the loop must keep answering signals meanwhile.
-    async fn start_session(&mut self) -> Result<Session, crate::session::SessionError> {
-        self.starting_since = Some(Instant::now());
-        let (c, b) = (self.config.clone(), self.board.clone());
-        let result = tokio::task::spawn_blocking(move || Session::start(&c, &b)).await.expect("session start panicked");
-        self.starting_since = None;
-        result
+        _ => true,
     }
 }
 
 /// Whether the watchdog may be fed: the loop is turning and, if a session
-/// runs, its capture is delivering frames. Idle or retrying counts as
-/// healthy (the loop itself is alive and doing its job).
-fn healthy(session: &Option<Session>, starting_since: Option<Instant>) -> bool {
-    if starting_since.is_some_and(|t| t.elapsed() > START_TIMEOUT) {
-        return false;
-    }
+/// runs, its capture is delivering frames. Idle, retrying, starting or
+/// stopping counts as healthy: the loop itself is alive, and starts and
+/// stops are bounded ([`START_TIMEOUT`], [`STOP_BOUND`]).
+fn healthy(session: &Option<Session>) -> bool {
     match session {
         None => true,
         Some(s) => match s.pipeline.stats.since_last_capture() {
@@ -306,24 +464,22 @@ fn status_line(state: &State) -> String {
     }
 }
 
-/// Summarises the outputs (publishes and recordings) into one health event:
-/// `None` when all are up, else what is down, e.g.
-/// `primary/720p reconnecting, recording: 720p: no space left on the device`.
-fn egress_health(session: &Session) -> Option<String> {
-    let mut down: Vec<String> = session
+/// The outputs (publishes and recordings) that are not up.
+fn outputs_down(session: &Session) -> Vec<OutputDown> {
+    let mut down: Vec<OutputDown> = session
         .egress
         .iter()
         // A failover standby is waiting on purpose: not a degradation.
         .filter(|e| !matches!(e.status.borrow().state, EgressState::Publishing | EgressState::Standby))
-        .map(|e| format!("{} {:?}", e.label, e.status.borrow().state).to_lowercase())
+        .map(|e| OutputDown::Publish { label: e.label.clone(), state: e.status.borrow().state })
         .collect();
     for r in &session.recorders {
         let st = r.status.borrow();
         if st.state == RecordState::Failed {
-            down.push(format!("recording: {}: {}", r.rung, st.last_error.as_deref().unwrap_or("failed")));
+            down.push(OutputDown::Recording { rung: r.rung.clone(), why: st.last_error.clone().unwrap_or_else(|| "failed".into()) });
         }
     }
-    (!down.is_empty()).then(|| down.join(", "))
+    down
 }
 
 async fn tick(interval: &mut Option<tokio::time::Interval>) {

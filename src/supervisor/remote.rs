@@ -13,9 +13,11 @@ use crate::control::topics::Topics;
 use crate::exit;
 use crate::mqtt::{self, Inbound, MqttHandle, Outgoing, Protocol};
 use crate::persist::{RunState, Saved, Store};
-use crate::telemetry::report::Reporter;
+use crate::status::wire::{self, ConfigEvent, Event, SyncStatus};
+use crate::status::{Latest, StateName};
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -44,7 +46,7 @@ pub(super) struct Remote {
     pub(super) saved: Saved,
     pub(super) base: toml::Table,
     pub(super) replies: Replies,
-    pub(super) reporter: Reporter,
+    /// How often telemetry goes out (and the status snapshot is taken).
     pub(super) every: Duration,
     pub(super) device_id: String,
     pub(super) board: String,
@@ -54,8 +56,7 @@ pub(super) struct Remote {
     /// A `config/desired` version being applied: reported `synced` once settled.
     pub(super) syncing: Option<u64>,
     /// The last `config/reported` document (re-sent after a reconnect).
-    pub(super) reported: Value,
-    pub(super) recording_dir: Option<std::path::PathBuf>,
+    pub(super) reported: Option<wire::Reported>,
     /// `cmd/...` topics whose retained command the box removed from the
     /// broker: under 3.1.1 (no No Local) the empty message comes back.
     pub(super) clearing: HashSet<String>,
@@ -98,10 +99,7 @@ impl Remote {
         let start = if known { saved.run == RunState::Live } else { m.autostart };
         let topics = Topics::new(&m.prefix);
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let will = json!({
-            "online": false, "state": "offline", "device_id": file_config.device_id,
-            "firmware": env!("CARGO_PKG_VERSION"), "board": board.name, "started_at": started_at,
-        });
+        let will = offline(&file_config.device_id, &board.name, &started_at);
         let (tx, inbound) = mpsc::channel(mqtt::INBOUND_QUEUE);
         let handle = match mqtt::spawn(&m, &topics, serde_json::to_vec(&will).expect("json"), tx) {
             Ok(h) => h,
@@ -119,7 +117,6 @@ impl Remote {
             saved,
             base,
             replies: Replies::new(REPLY_MEMORY),
-            reporter: Reporter::default(),
             every: m.telemetry,
             device_id: file_config.device_id.clone(),
             board: board.name.clone(),
@@ -127,15 +124,14 @@ impl Remote {
             protocol: None,
             awaiting: Vec::new(),
             syncing: None,
-            reported: Value::Null,
-            recording_dir: config.recording.as_ref().map(|r| r.dir.clone()),
+            reported: None,
             clearing: HashSet::new(),
             retained_refused: HashSet::new(),
             input: None,
         };
         remote.report_config(match &reported_error {
-            Some(e) => ("rejected", Some(e)),
-            None => ("synced", None),
+            Some(e) => (SyncStatus::Rejected, Some(e)),
+            None => (SyncStatus::Synced, None),
         });
         Ok((remote, config, start))
     }
@@ -144,13 +140,25 @@ impl Remote {
         self.every
     }
 
-    /// Graceful goodbye: `status` offline (retained), then disconnect.
-    pub(super) async fn close(self, state: &State) {
-        let mut status = self.status_doc(state);
-        status["online"] = json!(false);
-        status["state"] = json!("offline");
+    /// Graceful goodbye: `status` offline (retained, as the Last Will
+    /// says it), then disconnect.
+    pub(super) async fn close(self) {
+        let status = offline(&self.device_id, &self.board, &self.started_at);
         let last = vec![Outgoing::json(self.topics.status(), &status, true, true)];
         self.mqtt.close(last).await;
+    }
+
+    /// Publishes every new status snapshot as `telemetry`, beside the loop.
+    pub(super) fn spawn_telemetry(&self, mut latest: Latest) {
+        let (publisher, topic) = (self.mqtt.publisher(), self.topics.telemetry());
+        tokio::spawn(async move {
+            while latest.changed().await.is_ok() {
+                let Some(snapshot) = latest.borrow_and_update().clone() else { continue };
+                if !publisher.publish(Outgoing::json(topic.clone(), &snapshot.telemetry(), false, false)) {
+                    return;
+                }
+            }
+        });
     }
 
     pub(super) fn publish(&self, m: Outgoing) {
@@ -159,20 +167,20 @@ impl Remote {
         }
     }
 
-    pub(super) fn status_doc(&self, state: &State) -> Value {
-        json!({
-            "online": true,
-            "state": state.name(),
-            "reason": state.reason(),
-            "device_id": self.device_id,
-            "firmware": env!("CARGO_PKG_VERSION"),
-            "board": self.board,
-            "started_at": self.started_at,
-            "desired": self.saved.run,
-            "config_version": self.saved.config_version,
-            "mqtt_protocol": self.protocol.map(Protocol::as_str),
-            "input": self.input.as_ref().map(super::input_health::input_json),
-        })
+    pub(super) fn status_doc(&self, state: &State) -> wire::Status {
+        wire::Status {
+            online: true,
+            state: state.kind(),
+            reason: state.reason().map(ToString::to_string),
+            device_id: self.device_id.clone(),
+            firmware: env!("CARGO_PKG_VERSION").to_string(),
+            board: self.board.clone(),
+            started_at: self.started_at.clone(),
+            desired: self.saved.run,
+            config_version: self.saved.config_version,
+            mqtt_protocol: self.protocol.map(|p| p.as_str().to_string()),
+            input: self.input.as_ref().map(super::input_health::input_signal),
+        }
     }
 
     /// The input was lost or came back, or the slate went on: an event
@@ -180,38 +188,45 @@ impl Remote {
     pub(super) fn input_changed(&mut self, state: &State, input: Option<crate::pipeline::stats::InputSignal>) {
         let was = std::mem::replace(&mut self.input, input);
         match (was.map(|i| i.signal), input) {
-            (Some(true), Some(i)) if !i.signal => self.event("input_lost", super::input_health::input_json(&i)),
-            (Some(false), Some(i)) if i.signal => self.event("input_back", json!({"lost_since": was.and_then(|w| w.since).map(|t| humantime::format_rfc3339_millis(t).to_string())})),
+            (Some(true), Some(i)) if !i.signal => self.event(Event::InputLost(super::input_health::input_signal(&i))),
+            (Some(false), Some(i)) if i.signal => {
+                let lost_since = was.and_then(|w| w.since).map(|t| humantime::format_rfc3339_millis(t).to_string());
+                self.event(Event::InputBack { lost_since });
+            }
             _ => {}
         }
         self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
     }
 
-    pub(super) fn event(&self, kind: &str, mut body: Value) {
-        body["type"] = json!(kind);
-        body["ts"] = json!(now_rfc3339());
-        self.publish(Outgoing::json(self.topics.events(), &body, true, false));
+    pub(super) fn event(&self, event: Event) {
+        let stamped = wire::Stamped { event, ts: now_rfc3339() };
+        self.publish(Outgoing::json(self.topics.events(), &stamped, true, false));
+    }
+
+    pub(super) fn config_event(&self, event: ConfigEvent) {
+        self.event(Event::Config(event));
     }
 
     pub(super) fn state_changed(&mut self, previous: &State, state: &State) {
-        self.event("state", json!({"state": state.name(), "previous": previous.name(), "reason": state.reason()}));
+        self.event(Event::State { state: state.kind(), previous: previous.kind(), reason: state.reason().map(ToString::to_string) });
         self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
     }
 
-    pub(super) fn report_config(&mut self, (status, error): (&str, Option<&CommandError>)) {
-        self.reported = json!({
-            "version": self.saved.desired_version,
-            "config_version": self.saved.config_version,
-            "status": status,
-            "config": Value::Object(patch::redacted(&self.saved.overlay)),
-            "error": error.map(error_json),
-            "updated_at": now_rfc3339(),
-        });
-        self.publish(Outgoing::json(self.topics.reported(), &self.reported, true, true));
+    pub(super) fn report_config(&mut self, (status, error): (SyncStatus, Option<&CommandError>)) {
+        let reported = wire::Reported {
+            version: self.saved.desired_version,
+            config_version: self.saved.config_version,
+            status,
+            config: patch::redacted(&self.saved.overlay),
+            error: error.cloned(),
+            updated_at: now_rfc3339(),
+        };
+        self.publish(Outgoing::json(self.topics.reported(), &reported, true, true));
+        self.reported = Some(reported);
     }
 
-    pub(super) fn reply(&mut self, id: Option<&str>, to: &ReplyTo, body: Value, remember: bool) {
-        let bytes = serde_json::to_vec(&body).expect("json");
+    pub(super) fn reply(&mut self, id: Option<&str>, to: &ReplyTo, body: &impl Serialize, remember: bool) {
+        let bytes = serde_json::to_vec(body).expect("json");
         if let (true, Some(id)) = (remember, id) {
             self.replies.insert(id, bytes.clone());
         }
@@ -222,33 +237,33 @@ impl Remote {
         self.publish(Outgoing { topic: to.topic.clone(), payload, qos1: true, retain: false, correlation: to.correlation.clone(), content_type: "application/json" });
     }
 
-    /// Called when the actions are done: answers the commands that waited.
+    /// Called when the actions are done (no start or stop in flight):
+    /// answers the commands that waited.
     pub(super) fn settle(&mut self, state: &State) {
         for a in std::mem::take(&mut self.awaiting) {
-            let body = match state {
-                State::Error { reason } if a.name != "stop" && a.name != "configure" => failure(
-                    &a.id,
-                    state,
-                    &CommandError::new(ErrorCode::StartFailed, reason.clone()),
-                ),
-                _ => success(&a.id, state, a.result),
-            };
-            self.reply(Some(&a.id), &a.to, body, true);
+            self.answer(a, state);
         }
         if let Some(v) = self.syncing.take() {
-            info!(version = v, "desired config applied");
-            self.report_config(("synced", None));
-            self.event("config", json!({"status": "synced", "version": v, "config_version": self.saved.config_version}));
+            self.synced(v);
         }
     }
 
-    pub(super) fn save(&mut self, next: Saved) -> Result<(), CommandError> {
-        self.store.save(&next).map_err(|e| {
-            error!(error = %e, "cannot save remote state");
-            CommandError::new(ErrorCode::Internal, format!("cannot save the state: {e}"))
-        })?;
-        self.saved = next;
-        Ok(())
+    /// Answers a command whose actions are done, in the state they left.
+    pub(super) fn answer(&mut self, a: Awaiting, state: &State) {
+        match state {
+            State::Error { reason } if a.name != "stop" && a.name != "configure" => {
+                let e = CommandError::new(ErrorCode::StartFailed, reason.to_string());
+                self.reply(Some(&a.id), &a.to, &wire::Failure::new(Some(&a.id), state.kind(), &e), true);
+            }
+            _ => self.reply(Some(&a.id), &a.to, &wire::Success::new(&a.id, state.kind(), a.result), true),
+        }
+    }
+
+    /// A `config/desired` version is applied (and live, if it restarted the stream).
+    pub(super) fn synced(&mut self, version: u64) {
+        info!(version, "desired config applied");
+        self.report_config((SyncStatus::Synced, None));
+        self.config_event(ConfigEvent::Synced { version, config_version: self.saved.config_version });
     }
 }
 
@@ -266,15 +281,14 @@ pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-pub(super) fn error_json(e: &CommandError) -> Value {
-    serde_json::to_value(e).expect("json")
+/// `status` as the Last Will and a clean shutdown say it.
+fn offline(device_id: &str, board: &str, started_at: &str) -> wire::Offline {
+    wire::Offline {
+        online: false,
+        state: StateName::Offline,
+        device_id: device_id.to_string(),
+        firmware: env!("CARGO_PKG_VERSION").to_string(),
+        board: board.to_string(),
+        started_at: started_at.to_string(),
+    }
 }
-
-pub(super) fn success(id: &str, state: &State, result: Value) -> Value {
-    json!({"id": id, "ok": true, "state": state.name(), "result": result})
-}
-
-pub(super) fn failure(id: &str, state: &State, e: &CommandError) -> Value {
-    json!({"id": id, "ok": false, "state": state.name(), "error": error_json(e)})
-}
-

@@ -6,13 +6,13 @@
 //! back to the last config that was live, by itself, and says so (event
 //! `config` `rolled_back`, `config/reported` status `rolled_back`).
 
-use super::machine::INPUT_ENDED;
-use super::{Action, Event, State, Supervisor};
+use super::{Action, Event, Reason, State, Supervisor};
 use crate::config::{Config, Source};
 use crate::control::error::{CommandError, ErrorCode};
 use crate::persist::Saved;
 use crate::pipeline::plan::SourceFormat;
-use serde_json::{Map, Value, json};
+use crate::status::wire::{ConfigEvent, SyncStatus};
+use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -63,6 +63,10 @@ impl Supervisor {
     /// Called after every batch of actions: confirms a trial that has been
     /// live long enough, or rolls a failed one back (returning the restart).
     pub(super) fn check_trial(&mut self) -> Vec<Action> {
+        // A config change being checked or saved is judged once it is done.
+        if self.jobs.busy() {
+            return Vec::new();
+        }
         let Some(trial) = &mut self.trial else { return Vec::new() };
         match &self.machine.state {
             State::Live | State::Degraded { .. } => {
@@ -78,8 +82,8 @@ impl Supervisor {
                 self.trial = None;
                 Vec::new()
             }
-            State::Error { reason } if reason != INPUT_ENDED => {
-                let reason = reason.clone();
+            State::Error { reason } if *reason != Reason::InputEnded => {
+                let reason = reason.to_string();
                 self.roll_back(&reason)
             }
             // Stopped on purpose: nothing to judge.
@@ -95,15 +99,16 @@ impl Supervisor {
         let Some(trial) = self.trial.take() else { return Vec::new() };
         let Some(r) = self.remote.as_mut() else { return Vec::new() };
         warn!(%reason, "the new config took the stream off the air: rolling back to the last config that was live");
-        let next = Saved { overlay: trial.overlay, config_version: r.saved.config_version + 1, ..r.saved.clone() };
-        if let Err(e) = r.save(next) {
-            warn!(error = %e, "the rolled-back config could not be saved; it applies until the next restart");
-        }
-        r.recording_dir = trial.config.recording.as_ref().map(|x| x.dir.clone());
+        // Current at once; saved beside the loop (a failed save is logged:
+        // the rolled-back config then applies until the next restart).
+        r.saved = Saved { overlay: trial.overlay, config_version: r.saved.config_version + 1, ..r.saved.clone() };
+        let (store, saved) = (r.store.clone(), r.saved.clone());
+        self.jobs.save_later(&store, saved);
+        let r = self.remote.as_mut().expect("remote");
         self.config = trial.config;
         let error = CommandError::new(ErrorCode::StartFailed, format!("the new config failed ({reason}); back to the last config that was live"));
-        r.report_config(("rolled_back", Some(&error)));
-        r.event("config", json!({"status": "rolled_back", "config_version": r.saved.config_version, "error": super::remote::error_json(&error)}));
+        r.report_config((SyncStatus::RolledBack, Some(&error)));
+        r.config_event(ConfigEvent::RolledBack { config_version: r.saved.config_version, error });
         self.machine.step(Event::RestartRequested)
     }
 }

@@ -1,6 +1,6 @@
-//! Telemetry: what the box reports about itself every few seconds.
-//! [`system`] samples the machine (CPU, memory, temperature, disk, uptime);
-//! [`report`] builds the message from it and the running session.
+//! Telemetry: measuring the box. [`system`] samples the machine (CPU,
+//! memory, temperature, disk, uptime) off the runtime's workers; [`report`]
+//! builds each tick's [`crate::status::Snapshot`] from it and the running session.
 
 pub mod report;
 pub mod system;

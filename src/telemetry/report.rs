@@ -1,19 +1,18 @@
-//! The `telemetry` message: rates are measured over the interval since the
-//! previous report from the pipeline's own counters (bytes and frames out of
-//! each encoder, frames into the capture), so they are what was produced,
-//! not what was configured.
+//! The status [`Snapshot`] of one tick: rates are measured over the
+//! interval since the previous tick from the pipeline's own counters (bytes
+//! and frames out of each encoder, frames into the capture), so they are
+//! what was produced, not what was configured.
 
-use super::system::SystemSampler;
 use crate::egress::EgressState;
+use crate::egress::record::RecordState;
 use crate::session::Session;
-use crate::supervisor::State;
-use serde_json::{json, Value};
+use crate::status::wire::{Destination, Input, OutputState, Recording, RecordingState, Rung, SrtStats, SystemSample};
+use crate::status::{Reason, Snapshot, StateName};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-/// Counters at the previous report, for one session.
+/// Counters at the previous tick, for one session.
 struct Mark {
     at: Instant,
     session_started: Instant,
@@ -21,32 +20,32 @@ struct Mark {
     rungs: HashMap<String, (u64, u64)>,
 }
 
+/// The one rate window: every reader of the snapshot shares it.
 pub struct Reporter {
-    system: SystemSampler,
     mark: Option<Mark>,
     process_start: Instant,
 }
 
 impl Default for Reporter {
     fn default() -> Self {
-        Reporter { system: SystemSampler::new(), mark: None, process_start: Instant::now() }
+        Reporter { mark: None, process_start: Instant::now() }
     }
 }
 
 impl Reporter {
-    pub fn report(&mut self, state: &State, session: Option<&Session>, disk: Option<&Path>) -> Value {
+    pub fn report(&mut self, state: StateName, reason: Option<Reason>, session: Option<&Session>, system: SystemSample) -> Snapshot {
         let now = Instant::now();
-        let mut out = json!({
-            "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            "uptime_s": round1(self.process_start.elapsed().as_secs_f64()),
-            "state": state.name(),
-            "reason": state.reason(),
-            "input": null,
-            "rungs": [],
-            "destinations": [],
-            "recording": [],
-            "system": self.system.sample(disk),
-        });
+        let mut out = Snapshot {
+            at: SystemTime::now(),
+            uptime_s: round1(self.process_start.elapsed().as_secs_f64()),
+            state,
+            reason,
+            input: None,
+            rungs: Vec::new(),
+            destinations: Vec::new(),
+            recording: Vec::new(),
+            system,
+        };
         let Some(s) = session else {
             self.mark = None;
             return out;
@@ -60,23 +59,22 @@ impl Reporter {
         let signal = stats.input_signal();
         // Frames the live source should have delivered but did not.
         let expected = (now.duration_since(s.started).as_secs_f64() * fps) as u64;
-        out["input"] = json!({
-            "signal": signal.signal,
-            "since": signal.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-            "slate": signal.slate,
-            "kind": s.plan.source_kind,
-            "width": s.plan.format.width,
-            "height": s.plan.format.height,
-            "configured_fps": round2(fps),
-            "fps": round2((captured - mark.as_ref().map_or(0, |m| m.captured)) as f64 / secs),
-            "frames_captured": captured,
-            "frames_missing": expected.saturating_sub(captured + 2 * fps as u64),
-            "frames_repeated": stats.frames_repeated.load(Ordering::Relaxed),
-            "frames_skipped": stats.frames_skipped.load(Ordering::Relaxed),
-            "slate_frames": stats.slate_frames.load(Ordering::Relaxed),
+        out.input = Some(Input {
+            signal: signal.signal,
+            since: signal.since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            slate: signal.slate,
+            kind: s.plan.source_kind.to_string(),
+            width: s.plan.format.width,
+            height: s.plan.format.height,
+            configured_fps: round2(fps),
+            fps: round2((captured - mark.as_ref().map_or(0, |m| m.captured)) as f64 / secs),
+            frames_captured: captured,
+            frames_missing: expected.saturating_sub(captured + 2 * fps as u64),
+            frames_repeated: stats.frames_repeated.load(Ordering::Relaxed),
+            frames_skipped: stats.frames_skipped.load(Ordering::Relaxed),
+            slate_frames: stats.slate_frames.load(Ordering::Relaxed),
         });
         let mut rung_marks = HashMap::new();
-        let mut rungs = Vec::new();
         for r in &s.plan.rungs {
             let Some(st) = stats.rung(&r.name) else { continue };
             let (frames, bytes) = (st.frames.load(Ordering::Relaxed), st.bytes.load(Ordering::Relaxed));
@@ -87,72 +85,88 @@ impl Reporter {
                 .filter(|e| e.rung == r.name)
                 .map(|e| e.sender.stats.dropped.load(Ordering::Relaxed) + e.status.borrow().media_discarded)
                 .sum();
-            rungs.push(json!({
-                "name": r.name,
-                "width": r.width,
-                "height": r.height,
-                "target_kbps": r.bitrate_bps / 1000,
-                "bitrate_kbps": round1((bytes - b0) as f64 * 8.0 / 1000.0 / secs),
-                "fps": round2((frames - f0) as f64 / secs),
-                "frames": frames,
-                "bytes": bytes,
-                "keyframes": st.keyframes.load(Ordering::Relaxed),
-                "frames_dropped": dropped,
-                "encoder_queue": s.pipeline.encoder_queue_level(&r.name),
-            }));
+            out.rungs.push(Rung {
+                name: r.name.clone(),
+                width: r.width,
+                height: r.height,
+                target_kbps: r.bitrate_bps / 1000,
+                bitrate_kbps: round1((bytes - b0) as f64 * 8.0 / 1000.0 / secs),
+                fps: round2((frames - f0) as f64 / secs),
+                frames,
+                bytes,
+                keyframes: st.keyframes.load(Ordering::Relaxed),
+                frames_dropped: dropped,
+                encoder_queue: s.pipeline.encoder_queue_level(&r.name),
+            });
             rung_marks.insert(r.name.clone(), (frames, bytes));
         }
-        out["rungs"] = Value::Array(rungs);
-        out["destinations"] = Value::Array(
-            s.egress
-                .iter()
-                .map(|e| {
-                    let st = e.status.borrow();
-                    json!({
-                        "name": e.destination,
-                        "rung": e.rung,
-                        "endpoint": e.endpoint.as_str(),
-                        "state": egress_state(st.state, st.last_error.is_some()),
-                        "bytes_sent": st.bytes_sent,
-                        "video_frames_sent": st.video_frames_sent,
-                        "reconnects": st.reconnects,
-                        "frames_dropped": st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
-                        "last_error": st.last_error,
-                        "srt": st.srt,
-                    })
-                })
-                .collect(),
-        );
-        out["recording"] = Value::Array(
-            s.recorders
-                .iter()
-                .map(|r| {
-                    let st = r.status.borrow();
-                    json!({
-                        "rung": st.rung,
-                        "state": st.state,
-                        "files": st.files,
-                        "failures": st.failures,
-                        "frames_dropped": st.media_discarded + r.sender.stats.dropped.load(Ordering::Relaxed),
-                        "last_error": st.last_error,
-                    })
-                })
-                .collect(),
-        );
+        out.destinations = s
+            .egress
+            .iter()
+            .map(|e| {
+                let st = e.status.borrow();
+                Destination {
+                    name: e.destination.clone(),
+                    rung: e.rung.clone(),
+                    endpoint: e.endpoint.as_str().to_string(),
+                    state: egress_state(st.state, st.last_error.is_some()),
+                    bytes_sent: st.bytes_sent,
+                    video_frames_sent: st.video_frames_sent,
+                    reconnects: st.reconnects,
+                    frames_dropped: st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
+                    last_error: st.last_error.clone(),
+                    srt: st.srt.as_ref().map(srt_stats),
+                }
+            })
+            .collect();
+        out.recording = s
+            .recorders
+            .iter()
+            .map(|r| {
+                let st = r.status.borrow();
+                Recording {
+                    rung: st.rung.clone(),
+                    state: match st.state {
+                        RecordState::Starting => RecordingState::Starting,
+                        RecordState::Recording => RecordingState::Recording,
+                        RecordState::Failed => RecordingState::Failed,
+                        RecordState::Stopped => RecordingState::Stopped,
+                    },
+                    files: st.files,
+                    failures: st.failures,
+                    frames_dropped: st.media_discarded + r.sender.stats.dropped.load(Ordering::Relaxed),
+                    last_error: st.last_error.clone(),
+                }
+            })
+            .collect();
         self.mark = Some(Mark { at: now, session_started: s.started, captured, rungs: rung_marks });
         out
     }
 }
 
+fn srt_stats(s: &crate::egress::status::SrtStats) -> SrtStats {
+    SrtStats {
+        rtt_ms: s.rtt_ms,
+        send_buffer_ms: s.send_buffer_ms,
+        send_buffer_bytes: s.send_buffer_bytes,
+        send_rate_kbps: s.send_rate_kbps,
+        packets_sent: s.packets_sent,
+        packets_retransmitted: s.packets_retransmitted,
+        packets_lost: s.packets_lost,
+        packets_dropped: s.packets_dropped,
+        reconnects: s.reconnects,
+    }
+}
+
 /// The dashboard's words for an egress state.
-pub fn egress_state(s: EgressState, failed: bool) -> &'static str {
+pub fn egress_state(s: EgressState, failed: bool) -> OutputState {
     match s {
-        EgressState::Publishing => "connected",
-        EgressState::Connecting => "connecting",
-        EgressState::Reconnecting => "reconnecting",
-        EgressState::Stopped if failed => "error",
-        EgressState::Stopped => "stopped",
-        EgressState::Standby => "standby",
+        EgressState::Publishing => OutputState::Connected,
+        EgressState::Connecting => OutputState::Connecting,
+        EgressState::Reconnecting => OutputState::Reconnecting,
+        EgressState::Stopped if failed => OutputState::Error,
+        EgressState::Stopped => OutputState::Stopped,
+        EgressState::Standby => OutputState::Standby,
     }
 }
 

@@ -2,29 +2,11 @@
 //! memory, the hottest thermal zone, disk space, uptime. Every field is
 //! `None` when the machine does not offer it (no thermal zones in a VM).
 
-use serde::Serialize;
-use std::path::Path;
-use std::time::Instant;
+pub use crate::status::wire::SystemSample;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct SystemSample {
-    /// This process since the previous sample, percent of one core.
-    pub process_cpu_percent: Option<f64>,
-    /// The whole machine since the previous sample, 0..100 over all cores.
-    pub cpu_percent: Option<f64>,
-    pub cores: usize,
-    pub rss_bytes: Option<u64>,
-    pub mem_total_bytes: Option<u64>,
-    pub mem_available_bytes: Option<u64>,
-    /// The hottest thermal zone, °C.
-    pub temperature_c: Option<f64>,
-    pub temperature_zone: Option<String>,
-    /// On the filesystem holding the recordings.
-    pub disk_free_bytes: Option<u64>,
-    pub disk_total_bytes: Option<u64>,
-    pub system_uptime_s: Option<f64>,
-    pub load_1m: Option<f64>,
-}
 
 #[derive(Clone, Copy)]
 struct Cpu {
@@ -93,6 +75,32 @@ impl SystemSampler {
             load_1m: read("/proc/loadavg").and_then(|l| l.split_whitespace().next()?.parse().ok()),
         }
     }
+}
+
+/// Samples every `every` on a blocking thread (reading /proc and /sys
+/// never holds up a runtime worker); the disk is the one holding `disk`'s
+/// path. The latest sample is in the returned `watch`.
+pub fn spawn(every: Duration, disk: watch::Receiver<PathBuf>) -> watch::Receiver<SystemSample> {
+    let (tx, rx) = watch::channel(SystemSample::default());
+    tokio::spawn(async move {
+        let mut sampler = SystemSampler::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let path = disk.borrow().clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let sample = sampler.sample(Some(&path));
+                (sampler, sample)
+            });
+            let Ok((s, sample)) = job.await else { return };
+            sampler = s;
+            if tx.send(sample).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn round1(x: f64) -> f64 {
