@@ -26,6 +26,7 @@ pub mod cli;
 pub mod ctl;
 pub mod exit;
 pub mod gstlog;
+pub mod io_words;
 pub mod journal;
 pub mod memory;
 pub mod mqtt;

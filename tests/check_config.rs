@@ -94,3 +94,25 @@ fn a_key_written_literally_into_the_stream_template_is_not_printed() {
     assert!(out.contains("publish:   primary/720p -> rtmp://h:1935/live stream `***_720p`"), "{out}");
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
 }
+
+/// A config that cannot be read is one line, once, with the reason in words
+/// (not the OS's text twice), for `check-config` and `run` alike.
+#[test]
+fn an_unreadable_config_is_reported_once_in_words_with_the_config_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (dir.path().join("absent/config.toml"), "it or a folder above it does not exist"),
+        (dir.path().to_path_buf(), "it is a folder, not a file"),
+    ];
+    for (path, reason) in cases {
+        for args in [vec!["check-config", path.to_str().unwrap()], vec!["run", "--config", path.to_str().unwrap()]] {
+            let out = common::fieldcast_command().args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{args:?}: {err}");
+            let lines: Vec<&str> = err.lines().filter(|l| l.contains("cannot read")).collect();
+            assert_eq!(lines.len(), 1, "{args:?}: {err}");
+            assert!(lines[0].ends_with(&format!(": {reason}")), "{args:?}: {err}");
+            assert!(!err.contains("os error"), "{args:?}: {err}");
+        }
+    }
+}

@@ -52,8 +52,10 @@ impl fmt::Display for FieldError {
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The config file (or a `config.d` entry) cannot be read; the reason
+    /// in words, once.
+    #[error("cannot read {path}: {}", crate::io_words::reason(.error))]
+    Io { path: PathBuf, error: std::io::Error },
     /// TOML syntax error: where, and a reason of ours (the parser's text
     /// quotes the line, which may hold a key).
     #[error("{path}:{line}:{column}: {message}")]
@@ -96,7 +98,7 @@ pub fn load_table(path: &Path) -> Result<toml::Table, ConfigError> {
     let dropin = path.parent().unwrap_or(Path::new(".")).join("config.d");
     if dropin.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dropin)
-            .map_err(|source| ConfigError::Io { path: dropin.clone(), source })?
+            .map_err(|error| ConfigError::Io { path: dropin.clone(), error })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
@@ -133,7 +135,7 @@ pub fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io { path: path.into(), error })?;
     parse_str(&text, path)
 }
 

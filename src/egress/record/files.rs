@@ -81,21 +81,7 @@ fn is_segment(name: &str) -> bool {
     matches!(ext, "mp4" | "mkv") && digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// An I/O error in words, without the path it concerned.
-pub(super) fn io_reason(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::PermissionDenied => "permission denied".into(),
-        K::NotFound => "a parent folder does not exist".into(),
-        K::AlreadyExists | K::NotADirectory => "a file is in the way".into(),
-        K::StorageFull => "no space left on the device".into(),
-        K::ReadOnlyFilesystem => "the filesystem is read-only".into(),
-        _ => match e.raw_os_error() {
-            Some(code) => format!("error {code} ({})", nix::errno::Errno::from_raw(code).desc()),
-            None => "an I/O error".into(),
-        },
-    }
-}
+pub(super) use crate::io_words::reason as io_reason;
 
 /// Checks that `dir` exists or can be made, and takes a file: what a live
 /// `configure` must know before it points the recording there.
