@@ -27,7 +27,7 @@ nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" & NGINX=$!
 trap 'kill $NGINX 2>/dev/null || true' EXIT
 sleep 0.5
 URL="rtmp://127.0.0.1:$PORT/live"
-X264="speed-preset=superfast tune=zerolatency pass=cbr vbv-buf-capacity=1000 key-int-max=60 bframes=0 option-string=scenecut=0:nal-hrd=cbr:filler=1:force-cfr=1"
+X264="speed-preset=superfast tune=zerolatency pass=cbr vbv-buf-capacity=1000 key-int-max=60 bframes=0 option-string=scenecut=0:filler=1:force-cfr=1"
 measure() { # name, command...
   name="$1"; shift
   /usr/bin/time -f "%e %U %S %M" -o "$B/$name.time" "$@" >"$B/$name.log" 2>&1 || echo "$name failed, see $B/$name.log"
@@ -60,7 +60,7 @@ measure gst gst-launch-1.0 -e filesrc location="$IN" ! y4mdec ! clocksync ! tee 
   s720. ! queue ! videoscale ! $R=960,height=540 ! tee name=s540 ! queue ! x264enc bitrate=1600 $X264 ! video/x-h264,profile=high ! h264parse ! flvmux name=m3 streamable=true ! rtmp2sink location="$URL/gst_1600" a. ! queue ! m3. \
   s540. ! queue ! videoscale ! $R=640,height=360 ! x264enc bitrate=800 $X264 ! video/x-h264,profile=high ! h264parse ! flvmux name=m4 streamable=true ! rtmp2sink location="$URL/gst_800" a. ! queue ! m4.
 
-XP="-c:v libx264 -preset superfast -tune zerolatency -profile:v high -g 60 -keyint_min 60 -sc_threshold 0 -bf 0 -x264-params nal-hrd=cbr:filler=1:force-cfr=1 -c:a aac -b:a 128k -ar 48000 -f flv"
+XP="-c:v libx264 -preset superfast -tune zerolatency -profile:v high -g 60 -keyint_min 60 -sc_threshold 0 -bf 0 -x264-params filler=1:force-cfr=1 -c:a aac -b:a 128k -ar 48000 -f flv"
 measure ffmpeg ffmpeg -v error -re -i "$IN" -f lavfi -re -i "sine=frequency=1000:sample_rate=48000:duration=$SECS" \
   -filter_complex "[0:v]split=2[v1][s];[s]scale=1280:720,split=2[v2][t];[t]scale=960:540,split=2[v3][u];[u]scale=640:360[v4]" \
   -map "[v1]" -map 1:a $XP -b:v 5500k -maxrate 5500k -bufsize 5500k "$URL/ffmpeg_5500" \

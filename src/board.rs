@@ -71,7 +71,7 @@ pub struct CaptureDefaults {
     pub format: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BitrateUnit {
     Bps,
@@ -80,12 +80,27 @@ pub enum BitrateUnit {
 
 /// Where a value goes: an element property, or a field of the V4L2
 /// `extra-controls` structure (v4l2h264enc).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BitrateSpec {
     pub property: Option<String>,
     pub control: Option<String>,
     pub unit: BitrateUnit,
+    /// The encoder takes a new bitrate while PLAYING, through the same
+    /// property or control (set again on the running element). Without it
+    /// a bitrate change restarts the stream and adaptive bitrate is off.
+    #[serde(default)]
+    pub live: bool,
+}
+
+impl BitrateSpec {
+    /// `bitrate_bps` in this encoder's unit (kbit/s rounded up).
+    pub fn value(&self, bitrate_bps: u64) -> u64 {
+        match self.unit {
+            BitrateUnit::Bps => bitrate_bps,
+            BitrateUnit::Kbps => bitrate_bps.div_ceil(1000),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -187,6 +202,8 @@ pub struct EncoderSettings {
     pub input_chain: Vec<String>,
     pub input_caps: Option<String>,
     pub force_keyframe: bool,
+    /// Where the bitrate went (and whether it may change while playing).
+    pub bitrate: BitrateSpec,
 }
 
 impl EncoderSettings {
@@ -197,10 +214,7 @@ impl EncoderSettings {
             spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut controls: Vec<(String, i64)> = spec.controls.iter().map(|(k, v)| (k.clone(), *v)).collect();
 
-        let rate = match spec.bitrate.unit {
-            BitrateUnit::Bps => bitrate_bps,
-            BitrateUnit::Kbps => bitrate_bps.div_ceil(1000),
-        };
+        let rate = spec.bitrate.value(bitrate_bps);
         if let Some(p) = &spec.bitrate.property {
             properties.push((p.clone(), rate.to_string()));
         }
@@ -235,7 +249,21 @@ impl EncoderSettings {
             input_chain: spec.input_chain.clone(),
             input_caps: spec.input_caps.clone(),
             force_keyframe: spec.force_keyframe,
+            bitrate: spec.bitrate.clone(),
         }
+    }
+
+    /// These settings with the bitrate taken out: two rungs whose settings
+    /// differ only in bitrate are equal this way.
+    pub fn without_bitrate(&self) -> EncoderSettings {
+        let mut s = self.clone();
+        if let Some(p) = &self.bitrate.property {
+            s.properties.retain(|(k, _)| k != p);
+        }
+        if let Some(c) = &self.bitrate.control {
+            s.controls.retain(|(k, _)| k != c);
+        }
+        s
     }
 }
 

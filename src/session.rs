@@ -12,7 +12,9 @@ use crate::egress::output::OUTPUT_CHANNEL;
 use crate::egress::{self, EgressState, MediaSender, OutputHandle};
 use crate::egress::record::{self, RecordStatus, RecordTarget};
 use crate::pipeline::actor::{self, PipelineEvent, PipelineHandle};
+use crate::pipeline::bitrate::LiveBitrateError;
 use crate::pipeline::build::{self, BuildError, Taps};
+use crate::pipeline::diff::BitrateChange;
 use crate::pipeline::plan::{self, Plan, PlanError};
 use crate::pipeline::probe::{self, ProbeError};
 use std::time::Duration;
@@ -201,6 +203,25 @@ impl Session {
             "session started"
         );
         Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir })
+    }
+
+    /// Applies new rung bitrates to the running session (a live
+    /// `configure`, see `pipeline::diff`): every changed rung's encoder is
+    /// set at once, its publishes declare the new target, and `next`
+    /// becomes the session's plan. Nothing reconnects, nothing is renamed.
+    pub fn retarget(&mut self, changes: &[BitrateChange], next: Plan) -> Result<(), LiveBitrateError> {
+        let targets: Vec<(String, u64)> = changes.iter().map(|c| (c.rung.clone(), c.to_bps)).collect();
+        self.pipeline.bitrates.set_targets(&targets)?;
+        for c in changes {
+            for e in self.egress.iter().filter(|e| e.rung == c.rung) {
+                if let Some(d) = &e.declared {
+                    d.send_replace((c.to_bps / 1000) as u32);
+                }
+            }
+            info!(rung = %c.rung, from_kbps = c.from_bps / 1000, to_kbps = c.to_bps / 1000, "bitrate changed live");
+        }
+        self.plan = next;
+        Ok(())
     }
 
     /// Stops the pipeline, then waits (bounded) for every output to close:

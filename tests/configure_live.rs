@@ -86,3 +86,98 @@ fn a_live_configure_that_would_go_off_air_is_refused_and_one_that_slips_past_is_
     let saved = std::fs::read_to_string(dir.path().join("state/remote.json")).unwrap();
     assert!(!saved.contains("/dev/null"), "the failed config was kept: {saved}");
 }
+
+/// Bits per second of each whole GOP a live subscriber joining now gets
+/// from `url` (keyframe to keyframe, video only), the first `gops` of them.
+fn gop_rates(url: &str, gops: usize) -> Vec<f64> {
+    let packets = common::ffprobe::live_packets(url, 90 * (gops + 2));
+    let video: Vec<_> = packets.into_iter().filter(|(k, _)| k == "video").map(|(_, p)| p).collect();
+    let keys: Vec<usize> = video.iter().enumerate().filter(|(_, p)| p.keyframe).map(|(i, _)| i).collect();
+    keys.windows(2)
+        .take(gops)
+        .map(|w| {
+            let bytes: u64 = video[w[0]..w[1]].iter().map(|p| p.size).sum();
+            bytes as f64 * 8.0 / (video[w[1]].dts - video[w[0]].dts)
+        })
+        .collect()
+}
+
+fn near(measured: f64, kbps: u32) -> bool {
+    (measured / (f64::from(kbps) * 1000.0) - 1.0).abs() <= 0.2
+}
+
+#[test]
+fn a_bitrate_only_configure_is_set_live_without_a_reconnect_and_anything_else_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mosquitto = Mosquitto::start();
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    let ladder = common::device::small_ladder();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"cam\"\nstate_dir = \"{}\"\n{}gop_seconds = 1\n\
+             [recording]\nenabled = false\n[[destination]]\nurl = \"{}\"\nstream = \"{{rung}}\"\n\
+             [mqtt]\nbroker = \"{}\"\nautostart = true\ntelemetry_seconds = 1\n",
+            dir.path().join("state").display(),
+            common::device::ladder_toml(),
+            nginx.rtmp_url("live"),
+            mosquitto.url()
+        ),
+    )
+    .unwrap();
+    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
+    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
+    assert!(dash.wait_json(T, &topic("status"), |v| v["state"] == "live").is_some(), "{}", device.log_text());
+    let url = |rung: &str| format!("{}/{rung}", nginx.rtmp_url("live"));
+
+    // The judge first: before the change every rung is at its bitrate.
+    let (top, top_kbps) = (ladder[0].0, ladder[0].3);
+    let before = gop_rates(&url(top), 3);
+    assert!(before.len() == 3 && before[1..].iter().all(|r| near(*r, top_kbps)), "{top}: {before:?} bit/s, not {top_kbps} kbit/s");
+
+    // Every rung to 60% of its bitrate (the order of the ladder kept).
+    let lowered: Vec<(&str, u32)> = ladder.iter().map(|(n, _, _, k)| (*n, k * 6 / 10)).collect();
+    let rungs: Vec<Value> = ladder
+        .iter()
+        .zip(&lowered)
+        .map(|((n, w, h, _), (_, k))| json!({"name": n, "width": w, "height": h, "bitrate_kbps": k}))
+        .collect();
+    dash.clear();
+    let sent = std::time::Instant::now();
+    let reply = command(&dash, "b1", json!({"ladder": {"rungs": rungs}}));
+    assert_eq!((reply["ok"].as_bool(), reply["result"]["applied"].as_str()), (Some(true), Some("live")), "{reply}\n{}", device.log_text());
+    let event = dash.wait_json(T, &topic("events"), |v| v["type"] == "config" && v["status"] == "applied");
+    assert_eq!(event.as_ref().map(|e| e["applied"].clone()), Some(json!("live")), "{event:?}");
+    // Joined right after the reply: from the third GOP on (2 GOPs after the
+    // change at most), every rung is at its new bitrate.
+    let joined = sent.elapsed();
+    for (rung, kbps) in &lowered {
+        let after = gop_rates(&url(rung), 4);
+        eprintln!("{rung}: {after:?} bit/s after, target {kbps} kbit/s");
+        assert!(after.len() == 4 && after[2..].iter().all(|r| near(*r, *kbps)), "{rung}: {after:?} bit/s, not {kbps} kbit/s");
+    }
+    eprintln!("configure -> a subscriber joining {joined:?} after it: GOP rates above (the first whole GOP already new?)");
+    // Telemetry's target follows; a player joining now is told the new bitrate.
+    let t = dash.wait_json(T, &topic("telemetry"), |v| v["rungs"][0]["target_kbps"] == lowered[0].1);
+    assert!(t.is_some(), "telemetry kept the old target: {}", device.log_text());
+    let declared = common::ffprobe::num(&common::ffprobe::stream_of(&common::ffprobe::streams(&url(top)), "video")["bit_rate"]);
+    assert_eq!(declared, f64::from(lowered[0].1) * 1024.0, "onMetaData");
+
+    // One publish per rung: the live change reconnected nothing.
+    for (n, ..) in ladder {
+        assert_eq!(nginx.recordings(n).len(), 1, "{n} was published again: {:?}", nginx.recordings(n));
+    }
+
+    // Anything beyond bitrates restarts, as before: a new GOP.
+    let reply = command(&dash, "g1", json!({"ladder": {"gop_seconds": 2}}));
+    assert_eq!((reply["ok"].as_bool(), reply["result"]["applied"].as_str()), (Some(true), Some("restart")), "{reply}");
+    assert!(
+        common::wait_for(T, || ladder.iter().all(|(n, ..)| nginx.recordings(n).len() == 2)),
+        "the restart did not publish again: {}",
+        device.log_text()
+    );
+    assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{}", device.log_text());
+    let log = device.log_text();
+    assert_eq!(log.matches("session started").count(), 2, "{log}");
+}

@@ -25,6 +25,9 @@ pub struct OutputHandle {
     pub status: watch::Receiver<EgressStatus>,
     /// Feeds the actor; the pipeline holds clones (see `pipeline::build::Taps`).
     pub sender: MediaSender,
+    /// The video bitrate it declares (kbit/s; `onMetaData`), for an output
+    /// that declares one (RTMP): a live `configure` sends the new target.
+    pub declared: Option<watch::Sender<u32>>,
     task: JoinHandle<()>,
 }
 
@@ -42,10 +45,17 @@ pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failo
         None => plan.destination().to_owned(),
     };
     let standby = failover.map(|f| f.member(plan.endpoint()));
-    let (task, status) = match plan {
-        OutputPlan::Rtmp(p) => rtmp::spawn(p.clone(), rx, gates.member(&gate), standby),
+    let (task, status, declared) = match plan {
+        OutputPlan::Rtmp(p) => {
+            let (declared, declared_rx) = watch::channel(p.metadata.video_kbps);
+            let (task, status) = rtmp::spawn_declared(p.clone(), rx, gates.member(&gate), standby, Some(declared_rx));
+            (task, status, Some(declared))
+        }
         // SRT outputs do not share a resume gate yet: each resumes at its own next keyframe.
-        OutputPlan::Srt(p) => srt::spawn(p.clone(), rx, standby),
+        OutputPlan::Srt(p) => {
+            let (task, status) = srt::spawn(p.clone(), rx, standby);
+            (task, status, None)
+        }
     };
     OutputHandle {
         label: plan.label().to_owned(),
@@ -54,6 +64,7 @@ pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failo
         endpoint: plan.endpoint(),
         status,
         sender,
+        declared,
         task,
     }
 }

@@ -206,8 +206,31 @@ pub fn spawn(
     member: ResumeMember,
     standby: Option<FailoverMember>,
 ) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+    spawn_declared(target, rx, member, standby, None)
+}
+
+/// As [`spawn`]; `declared` carries a new target video bitrate (kbit/s)
+/// after a live `configure`: the running publish declares it in a new
+/// `onMetaData` before its next frame, and every later publish starts with it.
+pub fn spawn_declared(
+    target: RtmpPlan,
+    rx: mpsc::Receiver<Media>,
+    member: ResumeMember,
+    standby: Option<FailoverMember>,
+    declared: Option<watch::Receiver<u32>>,
+) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let (status_tx, status_rx) = watch::channel(EgressStatus::new(target.label.clone()));
-    (tokio::spawn(run(target, rx, status_tx, member, standby)), status_rx)
+    (tokio::spawn(run(target, rx, status_tx, member, standby, declared)), status_rx)
+}
+
+/// The next declared video bitrate; never, without a sender.
+async fn next_declared(declared: &mut Option<watch::Receiver<u32>>) -> u32 {
+    if let Some(d) = declared
+        && d.changed().await.is_ok()
+    {
+        return *d.borrow_and_update();
+    }
+    std::future::pending().await
 }
 
 /// While the server cannot be reached, a new attempt at least this often
@@ -248,11 +271,12 @@ fn retry_delay(failure: &EgressError, schedule: &mut crate::backoff::BackoffSche
 
 #[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]
 async fn run(
-    target: RtmpPlan,
+    mut target: RtmpPlan,
     mut rx: mpsc::Receiver<Media>,
     status: watch::Sender<EgressStatus>,
     mut member: ResumeMember,
     standby: Option<FailoverMember>,
+    mut declared: Option<watch::Receiver<u32>>,
 ) {
     if let Err(e) = target.metadata.validate() {
         error!(error = %e, "refusing to publish");
@@ -287,7 +311,10 @@ async fn run(
                     f.up();
                 }
                 member.set_ready(true, std::time::Instant::now());
-                let published = publish(conn, &target.metadata, &mut rx, &mut feed, &status, &mut member).await;
+                if let Some(d) = &mut declared {
+                    target.metadata.video_kbps = *d.borrow_and_update();
+                }
+                let published = publish(conn, &mut target.metadata, &mut rx, &mut feed, &status, &mut member, &mut declared).await;
                 member.set_ready(false, std::time::Instant::now());
                 match published {
                     Ok(()) => break,
@@ -350,11 +377,12 @@ async fn connect(
 /// the publish cleanly) or the connection fails (`Err`).
 async fn publish(
     mut conn: Connection,
-    metadata: &PublishMetadata,
+    metadata: &mut PublishMetadata,
     rx: &mut mpsc::Receiver<Media>,
     feed: &mut Feed,
     status: &watch::Sender<EgressStatus>,
     member: &mut ResumeMember,
+    declared: &mut Option<watch::Receiver<u32>>,
 ) -> Result<(), EgressError> {
     let bytes_before = status.borrow().bytes_sent;
     conn.set_metadata(metadata.stream_metadata());
@@ -378,6 +406,13 @@ async fn publish(
                 if let Err(e) = handled {
                     break Err(e);
                 }
+            }
+            // A live `configure` changed the target: declared again before the next frame.
+            kbps = next_declared(declared) => {
+                metadata.video_kbps = kbps;
+                conn.set_metadata(metadata.stream_metadata());
+                feed.declare_again();
+                info!(video_kbps = kbps, "new target bitrate: onMetaData sent again");
             }
             media = rx.recv() => {
                 let Some(media) = media else { break Ok(()) };

@@ -45,6 +45,8 @@ enum Command {
 pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<PipelineStats>,
+    /// Every rung's encoder: bitrates set while playing.
+    pub bitrates: Arc<super::bitrate::LiveBitrates>,
     /// For reading element properties (queue levels, the snapshot frame);
     /// state changes go through the actor only.
     pipeline: gst::Pipeline,
@@ -75,7 +77,7 @@ impl PipelineHandle {
 
 /// Starts the pipeline and its actor. Events arrive on the returned receiver.
 pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEvent>), ActorError> {
-    let Built { pipeline, stats, eos_pads, mut input } = built;
+    let Built { pipeline, stats, eos_pads, mut input, bitrates } = built;
     let (event_tx, event_rx) = mpsc::channel(64);
     let (bus_tx, bus_rx) = mpsc::unbounded_channel::<BusEvent>();
     let done = Arc::new(AtomicBool::new(false));
@@ -92,7 +94,7 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
     }
     input.start(&pipeline);
     let (tx, rx) = mpsc::channel(8);
-    let handle = PipelineHandle { tx, stats, pipeline: pipeline.clone() };
+    let handle = PipelineHandle { tx, stats, bitrates, pipeline: pipeline.clone() };
     tokio::spawn(run(pipeline, eos_pads, input, rx, bus_rx, event_tx, done));
     Ok((handle, event_rx))
 }

@@ -54,6 +54,8 @@ pub struct Built {
     pub eos_pads: Vec<gst::Pad>,
     /// The real capture and the frame clock feeding the output's appsrc.
     pub input: super::input::InputRuntime,
+    /// Every rung's encoder, for bitrate changes while playing.
+    pub bitrates: Arc<super::bitrate::LiveBitrates>,
 }
 
 fn make(factory: &str) -> Result<gst::Element, BuildError> {
@@ -155,8 +157,10 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         gst::Element::link_many([&audio_tee, &q, &sink]).map_err(|_| BuildError::Link("audio appsink".into()))?;
     }
 
+    let mut encoders = Vec::new();
     for rung in &plan.rungs {
-        let rung_tee = encode_rung(&pipeline, rung, &tees[rung.scaler])?;
+        let (rung_tee, enc) = encode_rung(&pipeline, rung, &tees[rung.scaler])?;
+        encoders.push((rung.name.clone(), enc, rung.encoder.clone(), rung.bitrate_bps));
         let senders = taps.video.get(&rung.name).cloned().unwrap_or_default();
         let rung_stats = stats.rung(&rung.name).expect("stats for every rung");
         let q = queue(30)?;
@@ -166,7 +170,8 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     }
     let mute = pipeline.by_name(super::source::AUDIO_MUTE);
     let input = super::input::InputRuntime::new(plan, stats.clone(), appsrc, audio_bridge, mute)?;
-    Ok(Built { pipeline, stats, eos_pads, input })
+    let bitrates = Arc::new(super::bitrate::LiveBitrates::new(encoders));
+    Ok(Built { pipeline, stats, eos_pads, input, bitrates })
 }
 
 /// Name prefix of each rung's encoder input queue (its fill level is telemetry).
@@ -213,7 +218,7 @@ fn watch_capture_eos(tee: &gst::Element) {
 
 /// One rung: queue, the board's input chain, the encoder set from its
 /// resolved settings, h264parse re-inserting SPS/PPS at every IDR, AVC out.
-fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) -> Result<gst::Element, BuildError> {
+fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) -> Result<(gst::Element, gst::Element), BuildError> {
     let s: &EncoderSettings = &rung.encoder;
     // Deep enough to absorb encoder start-up (x264 init takes ~0.2 s) so the
     // live capture never skips a frame one rung would miss.
@@ -237,7 +242,7 @@ fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) 
         }
         enc.set_property("extra-controls", b.build());
     }
-    elements.push(enc);
+    elements.push(enc.clone());
     let mut enc_caps = gst::Caps::builder("video/x-h264");
     if let Some(p) = &s.caps_profile {
         enc_caps = enc_caps.field("profile", p.as_str());
@@ -256,7 +261,7 @@ fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) 
     pipeline.add_many(refs.iter().copied())?;
     gst::Element::link_many(std::iter::once(input).chain(refs.iter().copied()))
         .map_err(|_| BuildError::Link(format!("rung {} through {}", rung.name, s.element)))?;
-    Ok(tee)
+    Ok((tee, enc))
 }
 
 fn running_time(sample: &gst::Sample, t: Option<gst::ClockTime>) -> Option<u64> {

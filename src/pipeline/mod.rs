@@ -3,10 +3,14 @@
 //! capture in its own pipeline, [`pacer`] is the output's frame clock
 //! (constant frame rate; the last frame then the [`slate`] on input loss),
 //! [`keyframes`] keeps every rung's IDRs on one clock, [`actor`] owns the
-//! running pipeline, [`snapshot`] turns its newest frame into a JPEG.
+//! running pipeline, [`snapshot`] turns its newest frame into a JPEG;
+//! [`diff`] decides whether a new plan can be applied to the running one
+//! (bitrates only) and [`bitrate`] sets a running encoder's bitrate.
 
 pub mod actor;
+pub mod bitrate;
 pub mod build;
+pub mod diff;
 pub mod fifo;
 pub mod input;
 pub mod keyframes;

@@ -86,6 +86,19 @@ pub struct StatusResult {
 #[serde(deny_unknown_fields)]
 pub struct ConfigureResult {
     pub config_version: u64,
+    pub applied: Applied,
+}
+
+/// How a config change reached the running stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applied {
+    /// Set on the running encoders (new bitrates only): no reconnect, no restart.
+    Live,
+    /// The session restarted on it.
+    Restart,
+    /// No stream was touched (none running, or nothing changed for it).
+    None,
 }
 
 /// The `snapshot` command's result: where the JPEG went.
@@ -183,7 +196,7 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConfigEvent {
-    Applied { config_version: u64 },
+    Applied { config_version: u64, applied: Applied },
     Synced { version: u64, config_version: u64 },
     /// `version` is `null` when the document was too broken to hold one.
     Rejected { version: Option<u64>, error: CommandError },
@@ -446,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_field_the_document_does_not_have_is_refused() {
-        let v = serde_json::json!({"config_version": 2, "extra": true});
+        let v = serde_json::json!({"config_version": 2, "applied": "live", "extra": true});
         assert!(serde_json::from_value::<ConfigureResult>(v).is_err());
         let v = serde_json::json!({"type": "state", "state": "live", "previous": "idle", "reason": null, "why": 1, "ts": "x"});
         assert!(serde_json::from_value::<Stamped>(v).is_err());

@@ -7,7 +7,7 @@
 //!
 //! [`jobs`]: super::jobs
 
-use super::jobs::{Checked, JobDone, Origin};
+use super::jobs::{Checked, JobDone, LiveChange, Origin};
 use super::remote::{now_rfc3339, Awaiting, ReplyTo};
 use super::{Action, Event, State, Supervisor};
 use crate::control::command::{self, Command, Kind};
@@ -272,13 +272,15 @@ impl Supervisor {
             None if same_source && self.work.starting() => Some(crate::session::assumed_format(&config)),
             _ => None,
         };
+        // What the running session does now, to decide whether the change can be set live.
+        let running = self.session.as_ref().filter(|_| same_source).map(|s| (s.plan.clone(), s.started));
         let desired = match &origin {
             Origin::Desired { version } => Some(*version),
             Origin::Command { .. } => None,
         };
         let (current, board, store, saved) = (self.config.clone(), self.board.clone(), r.store.clone(), r.saved.clone());
         self.jobs.spawn_blocking(true, move || {
-            let result = check_config(config, &current, &board, Check { same_source, live, capturing }).and_then(|config| {
+            let result = check_config(config, &current, &board, Check { same_source, live, capturing, running }).and_then(|(config, live)| {
                 let changed = config != current;
                 let next = Saved {
                     overlay,
@@ -287,7 +289,7 @@ impl Supervisor {
                     ..saved
                 };
                 store.save(&next).map_err(save_error)?;
-                Ok(Box::new(Checked { config, saved: next, changed }))
+                Ok(Box::new(Checked { config, saved: next, changed, live: live.filter(|_| changed) }))
             });
             JobDone::Config { origin, result }
         });
@@ -295,9 +297,9 @@ impl Supervisor {
     }
 
     /// A checked and saved config change: made current; a running session
-    /// restarts on it.
+    /// takes new bitrates live, and restarts on anything else.
     fn finish_config(&mut self, origin: Origin, result: Result<Box<Checked>, CommandError>) -> Vec<Action> {
-        let Checked { config, saved, changed } = match result {
+        let Checked { config, saved, changed, live } = match result {
             Ok(c) => *c,
             Err(e) => {
                 return match origin {
@@ -309,26 +311,35 @@ impl Supervisor {
                 };
             }
         };
+        // New bitrates only: set on the running encoders, nothing restarts
+        // (and there is nothing to roll back to).
+        let applied_live = changed && self.machine.state.running() && live.is_some_and(|l| self.apply_live(l));
         let r = self.remote.as_mut().expect("remote");
-        if changed && self.machine.state.running() {
+        if changed && self.machine.state.running() && !applied_live {
             // On trial until it has been live a while: if it fails, the box
             // goes back to the config that was live, by itself.
             self.trial = Some(super::trial::Trial::new(self.config.clone(), r.saved.overlay.clone()));
         }
         r.saved = saved;
         self.config = config;
-        if changed {
-            info!(config_version = r.saved.config_version, "remote config applied");
-            r.config_event(ConfigEvent::Applied { config_version: r.saved.config_version });
-        }
         // Restart a running stream on it; and a box stuck in `error` (say, on
         // a config this board could not run) tries again if it should be live.
         let retry = matches!(self.machine.state, State::Error { .. }) && r.saved.run == RunState::Live;
-        let actions = if changed && (self.machine.state.running() || retry) { self.machine.step(Event::RestartRequested) } else { Vec::new() };
+        let restart = changed && !applied_live && (self.machine.state.running() || retry);
+        let applied = match (applied_live, restart) {
+            (true, _) => wire::Applied::Live,
+            (false, true) => wire::Applied::Restart,
+            (false, false) => wire::Applied::None,
+        };
+        if changed {
+            info!(config_version = r.saved.config_version, applied = ?applied, "remote config applied");
+            r.config_event(ConfigEvent::Applied { config_version: r.saved.config_version, applied });
+        }
+        let actions = if restart { self.machine.step(Event::RestartRequested) } else { Vec::new() };
         match origin {
             Origin::Command { cmd, to } => {
                 r.report_config((SyncStatus::Synced, None));
-                let result = serde_json::to_value(wire::ConfigureResult { config_version: r.saved.config_version }).expect("json");
+                let result = serde_json::to_value(wire::ConfigureResult { config_version: r.saved.config_version, applied }).expect("json");
                 self.finish_command(&cmd, &to, Ok((actions, result)))
             }
             Origin::Desired { version } if actions.is_empty() => {
@@ -338,6 +349,20 @@ impl Supervisor {
             Origin::Desired { version } => {
                 r.syncing = Some(version);
                 actions
+            }
+        }
+    }
+
+    /// Sets a bitrate-only change on the session it was planned against;
+    /// false (the caller restarts instead) when that session is gone or an
+    /// encoder refused.
+    fn apply_live(&mut self, l: LiveChange) -> bool {
+        let Some(s) = self.session.as_mut().filter(|s| s.started == l.session) else { return false };
+        match s.retarget(&l.changes, l.plan) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "the new bitrate could not be set live; restarting on it instead");
+                false
             }
         }
     }
@@ -465,12 +490,14 @@ struct Check {
     live: bool,
     /// The format to plan against instead of probing the source.
     capturing: Option<crate::pipeline::plan::SourceFormat>,
+    /// The running session's plan and start, when it keeps its source.
+    running: Option<(crate::pipeline::plan::Plan, std::time::Instant)>,
 }
 
 /// The checks of a config change that may block (device and file probes,
 /// the recording folder): on a blocking thread.
-fn check_config(config: Config, current: &Config, board: &crate::board::BoardProfile, c: Check) -> Result<Config, CommandError> {
-    let Check { same_source, live, mut capturing } = c;
+fn check_config(config: Config, current: &Config, board: &crate::board::BoardProfile, c: Check) -> Result<(Config, Option<LiveChange>), CommandError> {
+    let Check { same_source, live, mut capturing, running } = c;
     if let Some((field, why)) = crate::pipeline::probe::source_missing(&config.source).filter(|_| !same_source && live) {
         // Idle, a device may be plugged in later; live, switching to a
         // missing one would take the stream off the air.
@@ -489,7 +516,7 @@ fn check_config(config: Config, current: &Config, board: &crate::board::BoardPro
         }
         super::trial::check_recording(&config, current)?;
     }
-    crate::session::preflight(&config, board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
+    let next = crate::session::preflight(&config, board, capturing).map_err(|e| CommandError::field(ErrorCode::InvalidConfig, "config.ladder", e.to_string()))?;
     if !config.has_output() && live {
         // Idle, a box may be configured piece by piece; live, this would
         // take the stream off the air.
@@ -499,7 +526,32 @@ fn check_config(config: Config, current: &Config, board: &crate::board::BoardPro
             "no destination is left and recording is disabled: the live stream would go nowhere (stop it first)",
         ));
     }
-    Ok(config)
+    let live_change = running.and_then(|(plan, session)| live_change(&config, current, &plan, next, session));
+    Ok((config, live_change))
+}
+
+/// A change the running session can take live: the config differs from the
+/// current one in rung bitrates only (what the plan does not hold, such as
+/// failover timing, restarts too), and the plans say the encoders can.
+fn live_change(config: &Config, current: &Config, running: &crate::pipeline::plan::Plan, next: crate::pipeline::plan::Plan, session: std::time::Instant) -> Option<LiveChange> {
+    use crate::pipeline::diff::{PlanChange, diff};
+    let mut aside = config.clone();
+    if aside.ladder.rungs.len() == current.ladder.rungs.len() {
+        for (r, c) in aside.ladder.rungs.iter_mut().zip(&current.ladder.rungs) {
+            r.bitrate_bps = c.bitrate_bps;
+        }
+    }
+    if aside != *current {
+        return None;
+    }
+    match diff(running, &next) {
+        PlanChange::Bitrates(changes) => Some(LiveChange { changes, plan: next, session }),
+        PlanChange::Restart(why) => {
+            info!(%why, "the config change needs a restart");
+            None
+        }
+        PlanChange::Same => None,
+    }
 }
 
 /// The `command` event: its outcome, with the code when it failed.

@@ -27,6 +27,17 @@ pub(super) struct Checked {
     pub(super) config: Config,
     pub(super) saved: Saved,
     pub(super) changed: bool,
+    /// New rung bitrates only, for the session that was running when it
+    /// was checked: set live instead of restarting.
+    pub(super) live: Option<LiveChange>,
+}
+
+/// A change the running session takes without a restart (`pipeline::diff`).
+pub(super) struct LiveChange {
+    pub(super) changes: Vec<crate::pipeline::diff::BitrateChange>,
+    pub(super) plan: crate::pipeline::plan::Plan,
+    /// Which session it was planned against (its start).
+    pub(super) session: std::time::Instant,
 }
 
 pub(super) enum JobDone {

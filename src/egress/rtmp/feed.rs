@@ -49,6 +49,14 @@ impl Feed {
         self.publish.as_ref().and_then(|p| p.start_ns)
     }
 
+    /// `onMetaData` goes out again before the next video frame (a new
+    /// declared bitrate); a publish that has not started sends it anyway.
+    pub fn declare_again(&mut self) {
+        if let Some(p) = &mut self.publish {
+            p.metadata_sent = false;
+        }
+    }
+
     /// The publish ended (connection lost or closed): discard until the next one.
     pub fn end_publish(&mut self) {
         self.publish = None;
@@ -221,6 +229,21 @@ mod tests {
             feed.accept(m, &mut out);
         }
         assert_eq!(kinds(&out), [("m", 6000), ("vh", 6000), ("ah", 6000), ("K", 6000), ("a", 6005)], "metadata again, on the media clock");
+    }
+
+    #[test]
+    fn a_new_declared_bitrate_goes_out_as_onmetadata_before_the_next_video_frame_only() {
+        let mut feed = Feed::default();
+        configs(&mut feed);
+        feed.begin_publish();
+        let mut out = Vec::new();
+        feed.accept(video(0, true), &mut out);
+        out.clear();
+        feed.declare_again();
+        for m in [audio(20), video(33, false), video(66, false)] {
+            feed.accept(m, &mut out);
+        }
+        assert_eq!(kinds(&out), [("a", 20), ("m", 33), ("v", 33), ("v", 66)], "no headers again, no keyframe wait");
     }
 
     #[test]
