@@ -1,7 +1,11 @@
 //! fieldcast under a systemd-like supervisor: the test owns the
 //! `NOTIFY_SOCKET` datagram socket, sets `WATCHDOG_USEC`, and sees READY=1,
-//! STATUS= lines and periodic WATCHDOG=1; when the capture stalls (the
-//! process feeding it is frozen) the pings stop, so systemd would restart it.
+//! STATUS= lines and periodic WATCHDOG=1. A lost input (the camera's
+//! process gone, for longer than the watchdog's timeout) keeps the pings
+//! coming: the slate is on the air and the capture is reopening, so systemd
+//! must not restart the service. A capture stuck for good (a read that
+//! never returns: the process feeding it frozen) stops them, so systemd
+//! restarts it.
 
 mod common;
 
@@ -24,7 +28,7 @@ fn collect(sock: &UnixDatagram, window: Duration) -> Vec<(Instant, String)> {
 }
 
 #[test]
-fn ready_status_and_watchdog_are_sent_and_the_watchdog_stops_when_the_capture_stalls() {
+fn the_watchdog_is_fed_through_a_long_input_loss_and_stops_only_when_the_capture_is_stuck() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("capture.y4m");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
@@ -52,8 +56,9 @@ fn ready_status_and_watchdog_are_sent_and_the_watchdog_stops_when_the_capture_st
         .args(["run", "--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "1000000")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("fieldcast.log")).unwrap())
         .spawn()
         .unwrap();
 
@@ -64,16 +69,36 @@ fn ready_status_and_watchdog_are_sent_and_the_watchdog_stops_when_the_capture_st
     let pings = msgs.iter().filter(|m| **m == "WATCHDOG=1").count();
     assert!(pings >= 12, "a ping every 0.5 s while healthy: {pings} in 8 s ({msgs:?})");
 
-    // Freeze the camera: no more frames reach the capture.
+    // Unplug the camera for 12 s (twice the stall limit, longer than this
+    // watchdog's 1 s): its process is gone, the FIFO ends, the capture waits
+    // for a new feeder. The pings go on at their pace.
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let _ = Command::new("pkill").args(["-9", "-f", &format!("yuv4mpegpipe -y {}", fifo.display())]).status();
+    let unplugged = collect(&sock, Duration::from_secs(12));
+    let pings: Vec<Instant> = unplugged.iter().filter(|(_, m)| m == "WATCHDOG=1").map(|(t, _)| *t).collect();
+    let longest_gap = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(Duration::from_secs(12));
+    assert!(pings.len() >= 18 && longest_gap < Duration::from_secs(2), "pings stopped while the input was lost: {} in 12 s, longest gap {longest_gap:?}", pings.len());
+    assert!(!unplugged.iter().any(|(_, m)| m.starts_with("STATUS=error")), "{unplugged:?}");
+
+    // Plug it back, then freeze it: the capture's read never returns.
+    writer = Command::new("sh").args(["-c", &writer_cmd]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let back = collect(&sock, Duration::from_secs(6));
+    assert!(back.iter().any(|(_, m)| m == "WATCHDOG=1"), "{back:?}");
     let pid = String::from_utf8(Command::new("pgrep").args(["-f", &format!("yuv4mpegpipe -y {}", fifo.display())]).output().unwrap().stdout).unwrap();
     let pid = pid.split_whitespace().next().expect("the ffmpeg writer runs").to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let log = || std::fs::read_to_string(dir.path().join("fieldcast.log")).unwrap();
+    assert!(!log().contains("the capture is stuck"), "{}", log());
     let stalled_at = Instant::now();
-    let stalled = collect(&sock, Duration::from_secs(10));
+    let stalled = collect(&sock, Duration::from_secs(14));
     let last_ping = stalled.iter().filter(|(_, m)| m == "WATCHDOG=1").map(|(t, _)| *t).max();
-    let silent_for = last_ping.map(|t| Instant::now() - t).unwrap_or(Duration::from_secs(10));
-    assert!(silent_for >= Duration::from_secs(3), "pings continued while the capture was stalled: last one {silent_for:?} ago");
-    assert!(last_ping.is_none_or(|t| t - stalled_at <= Duration::from_secs(7)), "pings stop about 5 s after the last frame");
+    let silent_for = last_ping.map(|t| Instant::now() - t).unwrap_or(Duration::from_secs(14));
+    assert!(silent_for >= Duration::from_secs(3), "pings continued while the capture was stuck: last one {silent_for:?} ago");
+    // 2 s of silence before the capture is reopened, 5 s stuck in it, slack.
+    assert!(last_ping.is_none_or(|t| t - stalled_at <= Duration::from_secs(10)), "pings stop about 7 s after the last frame");
+    assert!(log().contains("the capture delivers no frames: reopening it"), "{}", log());
+    assert!(log().contains("the capture is stuck"), "{}", log());
 
     let _ = Command::new("kill").args(["-CONT", &pid]).status();
     common::kill(fieldcast.id(), nix::sys::signal::Signal::SIGTERM);

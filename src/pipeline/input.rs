@@ -26,6 +26,14 @@ const FEED_DEPTH: usize = 3;
 /// Between reopening attempts of a failed capture.
 const REOPEN_INITIAL: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(5);
+/// A capture that delivers nothing for this long, with no error and no end
+/// (a camera gone silent, a driver that stopped, a pipe whose writer hangs),
+/// is stopped and reopened. If stopping it never returns (a read stuck in
+/// the kernel), the capture stops beating and the watchdog is no longer fed.
+pub const SILENT_REOPEN: Duration = Duration::from_secs(2);
+/// A newly opened capture's first frame may take this long (a device that
+/// was just plugged back in negotiates first).
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(5);
 
 /// Frames from the capture to the frame clock.
 #[derive(Default)]
@@ -119,6 +127,7 @@ impl InputRuntime {
             audio_bridge: self.audio_bridge.clone(),
             output: output.downgrade(),
             stop: self.stop.clone(),
+            silence_logged: std::cell::Cell::new(false),
         };
         self.threads.push(("capture", spawn("capture", move || capture.run())));
     }
@@ -162,6 +171,8 @@ struct Capture {
     audio_bridge: Option<gst_app::AppSrc>,
     output: gst::glib::WeakRef<gst::Pipeline>,
     stop: Arc<AtomicBool>,
+    /// The silence warning was given; cleared when frames come back.
+    silence_logged: std::cell::Cell<bool>,
 }
 
 /// How one run of the capture pipeline ended.
@@ -176,6 +187,7 @@ impl Capture {
         let mut delay = REOPEN_INITIAL;
         let mut first = true;
         while !self.stop.load(Ordering::Acquire) {
+            self.stats.capture_heartbeat();
             let format = if first { self.plan.format } else { self.reprobe() };
             let opened = if first { None } else { self.wait_for_feeder() };
             if self.stop.load(Ordering::Acquire) {
@@ -226,6 +238,7 @@ impl Capture {
     fn sleep(&self, d: Duration) {
         let until = Instant::now() + d;
         while !self.stop.load(Ordering::Acquire) && Instant::now() < until {
+            self.stats.capture_heartbeat();
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -249,6 +262,7 @@ impl Capture {
             return None;
         }
         while !self.stop.load(Ordering::Acquire) {
+            self.stats.capture_heartbeat();
             if let Some(f) = super::fifo::reader_with_feeder(path, Duration::from_millis(200)) {
                 return Some(f);
             }
@@ -329,7 +343,23 @@ impl Capture {
         from.link(&sink).map_err(|_| BuildError::Link("file audio".into()))
     }
 
-    /// Plays one capture pipeline until it fails, ends or is stopped.
+    /// Whether this run of the capture has gone silent: nothing for
+    /// [`SILENT_REOPEN`] since its last frame (or [`FIRST_FRAME_GRACE`]
+    /// since it opened, if it has delivered none yet).
+    fn silent(&self, opened_at: Instant, frames_at_open: u64) -> bool {
+        let delivered = self.stats.captured_frames.load(Ordering::Relaxed) > frames_at_open;
+        if delivered {
+            let silent = self.stats.since_last_capture().is_some_and(|q| q >= SILENT_REOPEN);
+            if !silent {
+                self.silence_logged.set(false);
+            }
+            silent
+        } else {
+            opened_at.elapsed() >= FIRST_FRAME_GRACE
+        }
+    }
+
+    /// Plays one capture pipeline until it fails, ends, goes silent or is stopped.
     fn play(&self, pipeline: &gst::Pipeline, feeder: Option<std::fs::File>) -> Ended {
         let bus = pipeline.bus().expect("a pipeline has a bus");
         if pipeline.set_state(gst::State::Playing).is_err() {
@@ -338,9 +368,17 @@ impl Capture {
         }
         let mut feeder = feeder;
         let opened_at = Instant::now();
+        let frames_at_open = self.stats.captured_frames.load(Ordering::Relaxed);
         loop {
+            self.stats.capture_heartbeat();
             if self.stop.load(Ordering::Acquire) {
                 return Ended::Stopped;
+            }
+            if self.silent(opened_at, frames_at_open) {
+                if !self.silence_logged.replace(true) {
+                    warn!(silent_s = SILENT_REOPEN.as_secs(), "the capture delivers no frames: reopening it until it does (the outputs carry the slate meanwhile)");
+                }
+                return Ended::Failed;
             }
             // Our reader of a reopened FIFO goes once the capture holds it open.
             if feeder.is_some() && opened_at.elapsed() > Duration::from_secs(1) {

@@ -1,6 +1,6 @@
 //! Counters the pipeline keeps while it runs: frames captured from the real
-//! source and when the last one arrived (a stalled capture stops the
-//! watchdog; slate frames never count), what the output's frame clock filled
+//! source and when the last one arrived (slate frames never count), the
+//! capture actor's heartbeat (a wedged capture stops the watchdog), what the output's frame clock filled
 //! in (repeated frames, slate frames) and whether the input is lost, and per
 //! rung the encoded frames, bytes and keyframes. Telemetry reads them;
 //! nothing here blocks a streaming thread.
@@ -36,6 +36,8 @@ pub struct PipelineStats {
     pub captured_frames: AtomicU64,
     /// Nanoseconds after `started` when the last frame was captured (0 = none yet).
     last_capture_ns: AtomicU64,
+    /// Nanoseconds after `started` when the capture actor last turned (0 = not yet).
+    capture_beat_ns: AtomicU64,
     /// Output frames that repeated the previous one (the capture had none in time).
     pub frames_repeated: AtomicU64,
     /// Output frames that were the slate.
@@ -64,6 +66,7 @@ impl PipelineStats {
             started: Instant::now(),
             captured_frames: AtomicU64::new(0),
             last_capture_ns: AtomicU64::new(0),
+            capture_beat_ns: AtomicU64::new(0),
             frames_repeated: AtomicU64::new(0),
             slate_frames: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
@@ -85,6 +88,21 @@ impl PipelineStats {
         self.captured_frames.fetch_add(1, Ordering::Relaxed);
         let now = self.started.elapsed().as_nanos() as u64;
         self.last_capture_ns.store(now.max(1), Ordering::Relaxed);
+    }
+
+    /// The capture actor is turning: delivering, waiting for frames, or
+    /// reopening the source. Called from its own thread only.
+    pub(super) fn capture_heartbeat(&self) {
+        let now = self.started.elapsed().as_nanos() as u64;
+        self.capture_beat_ns.store(now.max(1), Ordering::Relaxed);
+    }
+
+    /// Time since the capture actor last turned, `None` before it started.
+    /// A capture stuck in a driver (or a read that never returns) stops
+    /// beating; one that is reopening a lost source does not.
+    pub fn since_capture_heartbeat(&self) -> Option<std::time::Duration> {
+        let last = self.capture_beat_ns.load(Ordering::Relaxed);
+        (last != 0).then(|| self.started.elapsed().saturating_sub(std::time::Duration::from_nanos(last)))
     }
 
     /// Time since the last captured frame, `None` before the first.

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use work::{Next, Work};
 
-/// A capture silent for this long is a stall: the watchdog stops being fed.
+/// A capture actor that has not turned for this long is stuck: the watchdog
+/// stops being fed.
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
 /// A start (device probe, pipeline build) that takes longer is hung: it is
 /// given up (whatever it makes later is stopped) and tried again.
@@ -410,7 +411,7 @@ impl Supervisor {
             self.stall_logged = false;
         } else if !self.stall_logged {
             self.stall_logged = true;
-            error!(silent_s = STALL_AFTER.as_secs(), "capture stalled: no longer feeding the watchdog");
+            error!(stuck_s = STALL_AFTER.as_secs(), "the capture is stuck (it stopped turning, not only delivering): no longer feeding the watchdog, so systemd restarts the service");
         }
     }
 }
@@ -439,14 +440,18 @@ async fn input_present(config: &Config) -> bool {
 }
 
 /// Whether the watchdog may be fed: the loop is turning and, if a session
-/// runs, its capture is delivering frames. Idle, retrying, starting or
-/// stopping counts as healthy: the loop itself is alive, and starts and
-/// stops are bounded ([`START_TIMEOUT`], [`STOP_BOUND`]).
+/// runs, its capture actor is turning too: delivering frames, or waiting
+/// for a lost source and reopening it (the slate is on the air meanwhile;
+/// slate frames themselves never count). A capture stuck where it cannot
+/// return (a driver, a read that never ends) stops beating, and systemd
+/// restarts the service. Idle, retrying, starting or stopping counts as
+/// healthy: the loop itself is alive, and starts and stops are bounded
+/// ([`START_TIMEOUT`], [`STOP_BOUND`]).
 fn healthy(session: &Option<Session>) -> bool {
     match session {
         None => true,
-        Some(s) => match s.pipeline.stats.since_last_capture() {
-            Some(silent) => silent < STALL_AFTER,
+        Some(s) => match s.pipeline.stats.since_capture_heartbeat() {
+            Some(quiet) => quiet < STALL_AFTER,
             None => s.started.elapsed() < STARTUP_GRACE,
         },
     }
