@@ -9,7 +9,10 @@
 //!   destination and rung, local recording), planned and spawned by protocol.
 //! - [`backoff`]: the capped, jittered retry shared by outputs and MQTT.
 //! - [`supervisor`]: the run loop and its typed state machine; under fleet
-//!   control it owns the [`mqtt`] actor and serves [`control`] commands.
+//!   control it owns the [`mqtt`] actor; it serves [`control`] commands from
+//!   MQTT and from the local [`http`] API alike.
+//! - [`http`]: the local HTTP API (status, telemetry, commands), an actor
+//!   reading the status `watch`es.
 //! - [`persist`]: what the dashboard asked for, saved atomically.
 //! - [`status`]: status as data: the per-tick snapshot (shared through a
 //!   `watch`) and every MQTT document as a type; [`telemetry`] measures it.
@@ -26,6 +29,7 @@ pub mod cli;
 pub mod ctl;
 pub mod exit;
 pub mod gstlog;
+pub mod http;
 pub mod io_words;
 pub mod journal;
 pub mod memory;

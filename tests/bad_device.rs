@@ -10,7 +10,7 @@ fn run_without_device(seconds: &str, env: &[(&str, &str)]) -> (Option<i32>, Stri
     let config = dir.path().join("config.toml");
     // Recording (into the temp dir) is the output: a standalone box needs one.
     let text = format!("state_dir = \"{}\"\n[source]\nkind = \"v4l2\"\ndevice = \"/dev/video-not-plugged\"\n[recording]\nmin_free_mb = 0\n", dir.path().join("state").display());
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, text.to_string() + common::NO_HTTP).unwrap();
     let out = common::fieldcast_command()
         .args(["run", "--config", config.to_str().unwrap(), "--duration", seconds])
         .envs(env.iter().copied())

@@ -40,7 +40,7 @@ fn each_board_profile_encodes_with_its_element_or_is_skipped_with_a_reason() {
                  [ladder]\ngop_seconds = 1\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 600 }}, {{ width = 320, height = 180, bitrate_kbps = 250 }}]\n\
                  [recording]\nmin_free_mb = 0\ndir = \"{}\"\n",
                 dir.path().join("rec").display()
-            ),
+            ) + common::NO_HTTP,
         )
         .unwrap();
         let out = common::fieldcast_command().args(["run", "--config", config.to_str().unwrap(), "--duration", "3.5"]).output().unwrap();

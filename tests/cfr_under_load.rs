@@ -56,7 +56,7 @@ fn with_a_cpu_hog_competing_every_rung_keeps_a_hole_free_timeline_and_exact_gops
             rungs.join(", "),
             nginx.rtmp_url("live"),
             mosquitto.url(),
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");

@@ -40,7 +40,7 @@ fn a_live_configure_that_would_go_off_air_is_refused_and_one_that_slips_past_is_
             dir.path().join("state").display(),
             nginx.rtmp_url("live"),
             mosquitto.url()
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");

@@ -53,7 +53,7 @@ fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
         "state_dir = \"{}\"\n{extra}\n[[destination]]\nname = \"channel\"\nurl = \"rtmp://127.0.0.1:{port}/live\"\nstream = \"video_{{kbps}}\"\n",
         dir.join("state").display()
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text.to_string() + common::NO_HTTP).unwrap();
     path
 }
 

@@ -51,7 +51,7 @@ fn config(dir: &Path, source: &str, extra: &str, rtmp: &str) -> std::path::PathB
              [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 500 }}]\n\
              [recording]\nenabled = false\n[[destination]]\nurl = \"{rtmp}\"\nstream = \"{{rung}}\"\n{extra}",
             dir.join("state").display()
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     path

@@ -156,7 +156,7 @@ fn a_camera_frozen_for_ten_seconds_gets_the_last_frame_then_the_slate_on_the_sam
             url = nginx.rtmp_url("live"),
             slate = slate.display(),
             broker = mosquitto.url(),
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");

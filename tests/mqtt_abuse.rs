@@ -67,7 +67,7 @@ impl Rig {
             rtmp = nginx.rtmp_url("live"),
             broker = broker_url,
         );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        std::fs::write(dir.path().join("config.toml"), config.to_string() + common::NO_HTTP).unwrap();
         let dash = Watcher::connect(&mosquitto.url(), None, Some((DASHBOARD, "dash-pw")), "fieldcast/#");
         Rig { mosquitto, nginx, dir, dash, device: None, proxy }
     }

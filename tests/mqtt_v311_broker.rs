@@ -33,7 +33,7 @@ fn auto_falls_back_to_3_1_1_on_a_broker_without_mqtt_5_and_is_fully_controllable
         rtmp = nginx.rtmp_url("live"),
         broker = broker.url(),
     );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::write(dir.path().join("config.toml"), config.to_string() + common::NO_HTTP).unwrap();
     let mut dash = Sub311::start(broker.port, "fieldcast/#");
     let device = Device::spawn(&dir.path().join("config.toml"), &dir.path().join("fieldcast.log"));
     let ctx = |device: &Device| format!("device log:\n{}\nbroker log:\n{}", device.log_text(), broker.log());

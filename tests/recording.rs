@@ -21,7 +21,7 @@ fn chosen_rungs_are_recorded_in_segments_that_each_start_on_a_keyframe_and_no_se
              [[destination]]\nurl = \"rtmp://127.0.0.1:{}/live/t0kenSECRET?auth=p4ssSECRET\"\nstream = \"{{rung}}_{{key}}\"\nkey = \"k3ySECRET\"\n",
             rec.display(),
             nginx.rtmp_port
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let out = common::fieldcast_command()

@@ -68,7 +68,7 @@ fn a_full_disk_stops_only_the_recording_which_comes_back_when_there_is_room_and_
              [[destination]]\nurl = \"{}\"\nstream = \"{{rung}}\"\n",
             disk.join("rec").display(),
             nginx.rtmp_url("live"),
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let mut child = common::fieldcast_command()
@@ -152,7 +152,7 @@ fn run_recording(disk: &Path, nginx: &Nginx, extra: &str, seconds: &str) -> Stri
              [[destination]]\nurl = \"{}\"\nstream = \"{{rung}}\"\n",
             disk.join("rec").display(),
             nginx.rtmp_url("live"),
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let out = common::run_with_timeout(

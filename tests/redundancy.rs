@@ -27,7 +27,7 @@ fn config(dir: &Path, primary: &Nginx, backup: &Nginx, extra: &str) -> std::path
              [[destination]]\nname = \"channel\"\nurl = \"{}\"\nbackup_url = \"{}\"\nstream = \"{{rung}}\"\n{extra}\n",
             primary.rtmp_url("live"),
             backup.rtmp_url("live"),
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     path

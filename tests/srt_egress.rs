@@ -45,7 +45,7 @@ fn srt_destination(name: &str, url: &str, rung: &str, passphrase: &str) -> Strin
 /// Runs `fieldcast run` for `seconds` with `config`; returns its log.
 fn run_fieldcast(dir: &Path, config: &str, seconds: u32, during: impl FnOnce()) -> String {
     let path = dir.join("config.toml");
-    std::fs::write(&path, format!("state_dir = \"{}\"\n{config}", dir.join("state").display())).unwrap();
+    std::fs::write(&path, format!("state_dir = \"{}\"\n{config}", dir.join("state").display()) + common::NO_HTTP).unwrap();
     let log = dir.join("fieldcast.log");
     let mut child = fieldcast_command()
         .args(["run", "--config", path.to_str().unwrap(), "--duration", &seconds.to_string()])

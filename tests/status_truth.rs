@@ -22,7 +22,7 @@ fn write_config(dir: &Path, source: &str, rtmp: &str) -> std::path::PathBuf {
              [ladder]\ngop_seconds = 1\nrungs = [{{ name = \"360p\", width = 640, height = 360, bitrate_kbps = 500 }}]\n\
              [recording]\nenabled = false\n[[destination]]\nurl = \"{rtmp}\"\nstream = \"{{rung}}\"\n",
             dir.join("state").display()
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     path

@@ -48,7 +48,7 @@ fn start_box() -> Hung {
              [ladder]\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 500 }}]\n",
             dir.path().join("state").display(),
             fifo.display()
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let sock_path = dir.path().join("notify.sock");

@@ -47,7 +47,7 @@ fn the_watchdog_is_fed_through_a_long_input_loss_and_stops_only_when_the_capture
              [ladder]\nrungs = [{{ width = 640, height = 360, bitrate_kbps = 500 }}]\n",
             dir.path().join("state").display(),
             fifo.display()
-        ),
+        ) + common::NO_HTTP,
     )
     .unwrap();
     let sock_path = dir.path().join("notify.sock");

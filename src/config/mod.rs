@@ -4,6 +4,7 @@
 //! and never quote a value that could be a secret.
 
 mod de;
+mod http;
 pub mod url;
 mod mqtt;
 mod raw;
@@ -14,6 +15,7 @@ mod validate;
 
 pub use raw::RawConfig;
 pub use types::*;
+pub use http::{DEFAULT_LISTEN, MIN_TOKEN};
 pub use validate::{parse_fps, GOP_RANGE, PROFILES};
 
 use std::fmt;

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub egress: Option<RawEgress>,
     pub input_loss: Option<RawInputLoss>,
     pub mqtt: Option<RawMqtt>,
+    pub http: Option<RawHttp>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -165,4 +166,17 @@ pub struct RawMqtt {
     pub session_expiry_seconds: Option<u64>,
     /// With no saved run state (first boot): start streaming, or wait for `start`.
     pub autostart: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// `address:port`; default `0.0.0.0:8080`.
+    pub listen: Option<String>,
+    /// Bearer token of API clients. Secret.
+    pub token: Option<String>,
+    /// Read-only documents (status, telemetry, metrics) without the token.
+    pub public_status: Option<bool>,
 }

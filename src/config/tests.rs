@@ -294,3 +294,20 @@ fn a_backup_ingest_is_checked_field_by_field() {
         assert!(!e.message.contains("SECRET"), "{e:?}");
     }
 }
+
+#[test]
+fn http_is_on_by_default_on_port_8080_without_a_token_and_its_bad_values_are_refused() {
+    let c = check(DEST).unwrap();
+    let h = c.http.expect("on by default");
+    assert_eq!(h.listen.to_string(), "0.0.0.0:8080");
+    assert!(h.token.is_none() && !h.public_status);
+    assert!(check(&format!("{DEST}[http]\nenabled = false\n")).unwrap().http.is_none());
+    let h = check(&format!("{DEST}[http]\nlisten = \"[::1]:9090\"\ntoken = \"0123456789abcdef\"\npublic_status = true\n")).unwrap().http.unwrap();
+    assert_eq!((h.listen.to_string(), h.token.unwrap().expose().to_string(), h.public_status), ("[::1]:9090".into(), "0123456789abcdef".into(), true));
+    refused(&format!("{DEST}[http]\nlisten = \"localhost\"\n"), "http.listen", "IP address and port");
+    for bad in ["short", "has a space in it 0123", "0123456789abcdef\u{e9}"] {
+        refused(&format!("{DEST}[http]\ntoken = \"{bad}\"\n"), "http.token", "printable ASCII");
+    }
+    let e = errors(&format!("{DEST}[http]\ntoken = \"Qz7x9Vw\"\n"));
+    assert!(!format!("{e:?}").contains("Qz7x9Vw"), "{e:?}");
+}

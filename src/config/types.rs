@@ -308,6 +308,8 @@ pub struct Config {
     pub input_loss: InputLoss,
     /// Fleet control; `None` = standalone (streams from boot, no remote control).
     pub mqtt: Option<Mqtt>,
+    /// The local HTTP API; `None` = `[http] enabled = false`.
+    pub http: Option<Http>,
 }
 
 impl Config {
@@ -369,4 +371,14 @@ impl Mqtt {
     pub fn broker_display(&self) -> String {
         format!("{}://{}:{}", if self.tls { "mqtts" } else { "mqtt" }, self.host, self.port)
     }
+}
+
+/// The local HTTP API (`[http]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Http {
+    pub listen: std::net::SocketAddr,
+    /// Bearer token of API clients; without one only public documents are served.
+    pub token: Option<Secret>,
+    /// Status, telemetry and metrics without the token.
+    pub public_status: bool,
 }

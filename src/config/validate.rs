@@ -64,6 +64,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
     let recording = recording(raw.recording, &state_dir, &rung_names, &mut e);
     let egress = egress(raw.egress.unwrap_or_default(), &mut e);
     let input_loss = input_loss(raw.input_loss.unwrap_or_default(), &mut e);
+    let http = super::http::http(raw.http.unwrap_or_default(), &mut e);
     let mqtt_given = raw.mqtt.is_some();
     let mqtt = raw.mqtt.and_then(|m| super::mqtt::mqtt(m, &device_id, &mut e));
     // Under fleet control a box may wait for its destination to be configured
@@ -88,6 +89,7 @@ pub fn validate(raw: RawConfig, default_state_dir: PathBuf) -> Result<Config, Ve
         egress,
         input_loss,
         mqtt,
+        http,
     })
 }
 

@@ -47,10 +47,7 @@ pub const SNAPSHOT_WIDTH: (u32, u32, u32) = (64, 640, 1920);
 /// Parses the payload of `cmd/<name>` received at `now`.
 pub fn parse(name: &str, payload: &[u8], now: SystemTime) -> Result<Command, CommandError> {
     if payload.len() > MAX_PAYLOAD {
-        return Err(CommandError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("payload is {} bytes; the limit is {MAX_PAYLOAD}", payload.len()),
-        ));
+        return Err(too_large(Some(payload.len())));
     }
     let text = std::str::from_utf8(payload)
         .map_err(|e| CommandError::new(ErrorCode::BadEncoding, format!("payload is not UTF-8 (byte {})", e.valid_up_to())))?;
@@ -73,12 +70,7 @@ pub fn parse(name: &str, payload: &[u8], now: SystemTime) -> Result<Command, Com
         Some(v) => return Err(CommandError::field(ErrorCode::WrongType, "id", format!("must be a string, not {}", type_name(&v)))),
     };
     let with_id = |e: CommandError| e.with_id(&id);
-    if !NAMES.contains(&name) {
-        return Err(with_id(CommandError::new(
-            ErrorCode::UnknownCommand,
-            format!("unknown command; known: {}", NAMES.join(", ")),
-        )));
-    }
+    check_name(name).map_err(with_id)?;
     if let Some(v) = obj.remove("expires_at") {
         let at = expires_at(&v).map_err(with_id)?;
         // A board without a real-time clock boots in 1970 until NTP syncs:
@@ -110,6 +102,20 @@ pub fn parse(name: &str, payload: &[u8], now: SystemTime) -> Result<Command, Com
         return Err(with_id(CommandError::new(ErrorCode::UnknownField, format!("unknown field; `{name}` takes only: {takes}"))));
     }
     Ok(Command { id, kind })
+}
+
+/// `unknown_command` unless `name` is one of [`NAMES`] (the name is not repeated).
+pub fn check_name(name: &str) -> Result<(), CommandError> {
+    if NAMES.contains(&name) {
+        return Ok(());
+    }
+    Err(CommandError::new(ErrorCode::UnknownCommand, format!("unknown command; known: {}", NAMES.join(", "))))
+}
+
+/// `payload_too_large`, with the size when it is known.
+pub fn too_large(len: Option<usize>) -> CommandError {
+    let size = len.map_or_else(|| "over the limit".to_string(), |n| format!("{n} bytes"));
+    CommandError::new(ErrorCode::PayloadTooLarge, format!("payload is {size}; the limit is {MAX_PAYLOAD}"))
 }
 
 /// Whether `now` looks like a synchronised clock (after 2025-01-01).

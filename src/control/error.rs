@@ -35,6 +35,8 @@ pub enum ErrorCode {
     StaleVersion,
     /// `config/desired` with the version of the last one handled but other content.
     VersionConflict,
+    /// HTTP only: no bearer token, or not this box's.
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::RetainedCommand, "retained_command"),
     (ErrorCode::StaleVersion, "stale_version"),
     (ErrorCode::VersionConflict, "version_conflict"),
+    (ErrorCode::Unauthorized, "unauthorized"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod command;
 pub mod dedup;
 pub mod desired;
 pub mod error;
+pub mod local;
 pub mod patch;
 pub mod topics;
 

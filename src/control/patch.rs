@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 /// Sections a dashboard may change. The rest (identity, broker, paths) would
 /// let one bad message cut the box off its fleet, so only the file sets them.
 pub const REMOTE_SECTIONS: &[&str] = &["source", "audio", "ladder", "destination", "recording", "egress"];
-const LOCAL_ONLY: &[&str] = &["device_id", "board", "board_dir", "state_dir", "mqtt"];
+const LOCAL_ONLY: &[&str] = &["device_id", "board", "board_dir", "state_dir", "mqtt", "http"];
 
 /// Refuses fields only the config file may set.
 pub fn check_sections(patch: &Map<String, Value>) -> Result<(), CommandError> {

@@ -9,7 +9,8 @@
 
 use super::jobs::{Checked, JobDone, LiveChange, Origin};
 use super::remote::{now_rfc3339, Awaiting, ReplyTo};
-use super::{Action, Event, State, Supervisor};
+use super::{Action, Event, Inbox, State, Supervisor};
+use crate::control::local::LocalCommand;
 use crate::control::command::{self, Command, Kind};
 use crate::control::error::{CommandError, ErrorCode};
 use crate::control::{desired, patch};
@@ -25,8 +26,8 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 impl Supervisor {
-    /// A message from the MQTT actor; it waits its turn while a job runs.
-    pub(super) fn on_inbound(&mut self, msg: Inbound) -> Vec<Action> {
+    /// A message from the MQTT actor or the HTTP API; it waits its turn while a job runs.
+    pub(super) fn on_inbound(&mut self, msg: Inbox) -> Vec<Action> {
         if self.jobs.busy() {
             self.jobs.queued.push_back(msg);
             return Vec::new();
@@ -34,10 +35,17 @@ impl Supervisor {
         self.handle_inbound(msg)
     }
 
-    fn handle_inbound(&mut self, msg: Inbound) -> Vec<Action> {
+    fn handle_inbound(&mut self, msg: Inbox) -> Vec<Action> {
+        let msg = match msg {
+            Inbox::Mqtt(m) => m,
+            // Nothing to acknowledge to a broker.
+            Inbox::Local(c) => return self.on_local(c),
+        };
         let message = matches!(msg, Inbound::Message(_));
         let actions = self.on_inbound_item(msg);
-        if message && !self.jobs.busy() {
+        // Acknowledged now unless a job it started will (a save no one
+        // waits for, `save_later`, does not: the message is handled).
+        if message && !self.jobs.holds_ack() {
             self.acknowledge();
         }
         actions
@@ -47,7 +55,7 @@ impl Supervisor {
     /// acknowledged (and send the next).
     fn acknowledge(&self) {
         if let Some(r) = &self.remote {
-            r.mqtt.handled();
+            r.handled();
         }
     }
 
@@ -74,7 +82,7 @@ impl Supervisor {
         match msg {
             Inbound::Up { protocol, outage, dropped, resumed } => {
                 r.protocol = Some(protocol);
-                r.publish(Outgoing::json(r.topics.status(), &r.status_doc(&self.machine.state), true, true));
+                r.publish_status(&self.machine.state);
                 if let Some(reported) = &r.reported {
                     r.publish(Outgoing::json(r.topics.reported(), reported, true, true));
                 }
@@ -109,32 +117,49 @@ impl Supervisor {
             Ok(c) => Some(c.id.clone()),
             Err(e) => e.id.clone(),
         };
-        let to = ReplyTo { topic: r.topics.reply_to(m.response_topic.as_deref(), id.as_deref()), correlation: m.correlation.clone() };
+        let to = ReplyTo::Mqtt { topic: r.topics.reply_to(m.response_topic.as_deref(), id.as_deref()), correlation: m.correlation.clone() };
         if m.retain {
             self.refuse_retained(name, &m, id.as_deref(), &to);
             return Vec::new();
         }
+        self.run_parsed(name, parsed, &to)
+    }
+
+    /// A command from the local HTTP API: the same parsing, checks and
+    /// replies as one from MQTT.
+    fn on_local(&mut self, c: LocalCommand) -> Vec<Action> {
+        let parsed = command::parse(&c.name, &c.payload, SystemTime::now());
+        self.run_parsed(&c.name, parsed, &ReplyTo::Local(c.reply))
+    }
+
+    /// Runs a parsed command (or answers why it could not be parsed).
+    fn run_parsed(&mut self, name: &str, parsed: Result<Command, CommandError>, to: &ReplyTo) -> Vec<Action> {
+        let r = self.remote.as_mut().expect("remote");
+        let id = match &parsed {
+            Ok(c) => Some(c.id.clone()),
+            Err(e) => e.id.clone(),
+        };
         let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
                 warn!(command = name, code = e.code.as_str(), field = e.field.as_deref(), "command refused");
                 r.event(command_event(name, id.as_deref(), Some(&e)));
-                r.reply(id.as_deref(), &to, &wire::Failure::new(id.as_deref(), self.machine.state.kind(), &e), false);
+                r.reply(id.as_deref(), to, &wire::Failure::new(id.as_deref(), self.machine.state.kind(), &e), false);
                 return Vec::new();
             }
         };
         if let Some(first) = r.replies.get(&cmd.id) {
             info!(command = name, id = %cmd.id, "repeated command id: sending the first reply again");
             let first = Bytes::copy_from_slice(first);
-            r.send_reply(&to, first);
+            r.send_reply(to, first);
             return Vec::new();
         }
-        info!(command = name, id = %cmd.id, "command");
-        match self.execute_command(&cmd, &to) {
-            Ok(Some(outcome)) => self.finish_command(&cmd, &to, Ok(outcome)),
+        info!(command = name, id = %cmd.id, via = if to.is_mqtt() { "mqtt" } else { "http" }, "command");
+        match self.execute_command(&cmd, to) {
+            Ok(Some(outcome)) => self.finish_command(&cmd, to, Ok(outcome)),
             // Goes on in `on_job`.
             Ok(None) => Vec::new(),
-            Err(e) => self.finish_command(&cmd, &to, Err(e)),
+            Err(e) => self.finish_command(&cmd, to, Err(e)),
         }
     }
 
@@ -218,7 +243,7 @@ impl Supervisor {
         }
         // Saved before it is done: a reboot then comes back to it.
         let (store, next, cmd, to) = (r.store.clone(), Saved { run, ..r.saved.clone() }, cmd.clone(), to.clone());
-        self.jobs.spawn_blocking(true, move || {
+        self.jobs.spawn_blocking(to.is_mqtt(), move || {
             let saved = store.save(&next).map(|()| next).map_err(save_error);
             JobDone::Run { cmd, to, saved }
         });
@@ -274,12 +299,12 @@ impl Supervisor {
         };
         // What the running session does now, to decide whether the change can be set live.
         let running = self.session.as_ref().filter(|_| same_source).map(|s| (s.plan.clone(), s.started));
-        let desired = match &origin {
-            Origin::Desired { version } => Some(*version),
-            Origin::Command { .. } => None,
+        let (desired, acks) = match &origin {
+            Origin::Desired { version } => (Some(*version), true),
+            Origin::Command { to, .. } => (None, to.is_mqtt()),
         };
         let (current, board, store, saved) = (self.config.clone(), self.board.clone(), r.store.clone(), r.saved.clone());
-        self.jobs.spawn_blocking(true, move || {
+        self.jobs.spawn_blocking(acks, move || {
             let result = check_config(config, &current, &board, Check { same_source, live, capturing, running }).and_then(|(config, live)| {
                 let changed = config != current;
                 let next = Saved {
@@ -439,7 +464,7 @@ impl Supervisor {
         };
         let frame = s.pipeline.last_frame();
         let (cmd, to) = (cmd.clone(), to.clone());
-        self.jobs.spawn(true, async move {
+        self.jobs.spawn(to.is_mqtt(), async move {
             let job = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::jpeg(frame, width));
             let result = match tokio::time::timeout(crate::pipeline::snapshot::TIMEOUT, job).await {
                 Ok(Ok(Ok(jpeg))) => Ok((jpeg, now_rfc3339())),
@@ -451,8 +476,18 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Publishes the snapshot's image, then answers with where it went.
+    /// Publishes the snapshot's image, then answers with where it went;
+    /// over HTTP the image itself is the answer.
     fn finish_snapshot(&mut self, cmd: &Command, to: &ReplyTo, result: Result<(Jpeg, String), CommandError>) -> Vec<Action> {
+        let result = match (to, result) {
+            (ReplyTo::Local(reply), Ok((jpeg, _))) => {
+                let r = self.remote.as_ref().expect("remote");
+                r.event(command_event(cmd.kind.name(), Some(&cmd.id), None));
+                reply.send("image/jpeg", Bytes::from(jpeg.bytes));
+                return Vec::new();
+            }
+            (_, result) => result,
+        };
         let outcome = result.map(|(jpeg, taken_at)| {
             let r = self.remote.as_ref().expect("remote");
             let topic = r.topics.snapshot();

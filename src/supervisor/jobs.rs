@@ -8,7 +8,6 @@ use super::remote::ReplyTo;
 use crate::config::Config;
 use crate::control::command::Command;
 use crate::control::error::CommandError;
-use crate::mqtt::Inbound;
 use crate::persist::{Saved, Store};
 use crate::pipeline::snapshot::Jpeg;
 use std::collections::VecDeque;
@@ -59,12 +58,17 @@ pub(super) struct Jobs {
     busy: bool,
     /// The message that started the job is acknowledged to the broker when it ends.
     unacked: bool,
-    pub(super) queued: VecDeque<Inbound>,
+    pub(super) queued: VecDeque<super::Inbox>,
 }
 
 impl Jobs {
     pub(super) fn busy(&self) -> bool {
         self.busy
+    }
+
+    /// A job runs whose end acknowledges the message that started it.
+    pub(super) fn holds_ack(&self) -> bool {
+        self.busy && self.unacked
     }
 
     /// Runs `job` beside the loop; `acks`: it was started by a message

@@ -1,6 +1,7 @@
 //! The supervisor: a typed state machine ([`machine`], pure, unit tested) and
-//! the async loop that owns the session (pipeline + egress actors) and, under
-//! fleet control, the MQTT actor ([`remote`]). It feeds the machine events
+//! the async loop that owns the session (pipeline + egress actors), the
+//! saved remote state and, under fleet control, the MQTT actor ([`remote`]);
+//! commands come from MQTT or the local HTTP API, handled alike. It feeds the machine events
 //! (signals, commands, pipeline and egress status, timers) and executes the
 //! actions it returns.
 
@@ -96,26 +97,39 @@ struct Supervisor {
     disk: watch::Sender<PathBuf>,
 }
 
+/// A command to handle: from the MQTT actor, or from the local HTTP API.
+pub(super) enum Inbox {
+    Mqtt(crate::mqtt::Inbound),
+    Local(crate::control::local::LocalCommand),
+}
+
 /// Runs until shutdown; returns the exit code.
 pub async fn run(setup: Setup) -> i32 {
     let Setup { base, config, board, limit } = setup;
-    let (remote, config, start) = match &config.mqtt {
-        Some(_) => match Remote::open(base, config, &board) {
-            Ok((r, c, start)) => (Some(r), c, start),
-            Err(code) => return code,
-        },
-        None => (None, config, true),
+    let standalone = config.mqtt.is_none();
+    let http = config.http.clone();
+    let (commands, local) = crate::control::local::Commands::channel();
+    let (remote, config, start) = match Remote::open(base, config, &board, local) {
+        Ok((r, c, start)) => (r, c, start),
+        Err(code) => return code,
     };
-    let every = remote.as_ref().map_or(STATUS_EVERY, Remote::telemetry_every);
+    let every = remote.telemetry_every();
     let (disk, disk_rx) = watch::channel(disk_path(&config));
     let (status, latest) = watch::channel(None);
-    match &remote {
-        Some(r) => r.spawn_telemetry(latest),
+    if standalone {
         // A standalone box has telemetry too: in the journal.
-        None => drop(summary::spawn(latest, summary::EVERY)),
+        drop(summary::spawn(latest.clone(), summary::EVERY));
+    } else {
+        remote.spawn_telemetry(latest.clone());
     }
+    match http {
+        Some(h) => crate::http::spawn(h, crate::http::Sources { latest, status: remote.status_watch(), commands }),
+        // Nothing sends local commands: the supervisor's end stays quiet.
+        None => drop(commands),
+    }
+    let remote = Some(remote);
     let mut sup = Supervisor {
-        machine: Machine::new(remote.is_none()),
+        machine: Machine::new(standalone),
         config,
         board,
         session: None,
@@ -179,7 +193,8 @@ impl Supervisor {
                     PipelineEvent::Playing | PipelineEvent::Warning { .. } => continue,
                 },
                 // Fleet control: commands, desired config, link up/down.
-                msg = remote::next_inbound(&mut self.remote) => {
+                // ... and commands from the local HTTP API, by the same path.
+                msg = remote::next_inbox(&mut self.remote) => {
                     pending = self.on_inbound(msg);
                     continue;
                 }
@@ -255,7 +270,7 @@ impl Supervisor {
             Next::Started(Started::Failed(e)) => {
                 error!(error = %e, "cannot start the stream");
                 let permanent = e.is_config();
-                if permanent && self.remote.is_none() {
+                if permanent && self.config.mqtt.is_none() {
                     eprintln!("config error: {e}");
                 }
                 Some(Event::SessionFailed { error: e.to_string(), permanent })

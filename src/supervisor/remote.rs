@@ -1,7 +1,8 @@
-//! Fleet control, the device's voice: the MQTT actor's handle and what goes
-//! out through it (status and its Last Will, events, `config/reported`,
-//! replies remembered by id), plus the saved remote state. Commands are
-//! executed in `commands.rs`.
+//! Remote control, the device's voice: the MQTT actor's handle (under
+//! `[mqtt]`) and what goes out through it (status and its Last Will, events,
+//! `config/reported`, replies remembered by id), the local HTTP API's
+//! command channel and its replies, plus the saved remote state. Commands
+//! are executed in `commands.rs`, whichever way they came.
 
 use super::State;
 use crate::board::BoardProfile;
@@ -20,14 +21,24 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use crate::control::local::{LocalCommand, LocalReply};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-/// Where a reply goes: the MQTT 5 response topic, else `reply/<id>`.
+/// Where a reply goes: the MQTT 5 response topic, else `reply/<id>`; or
+/// back to the HTTP request that brought the command.
 #[derive(Clone, Debug)]
-pub(super) struct ReplyTo {
-    pub(super) topic: String,
-    pub(super) correlation: Option<Bytes>,
+pub(super) enum ReplyTo {
+    Mqtt { topic: String, correlation: Option<Bytes> },
+    Local(LocalReply),
+}
+
+impl ReplyTo {
+    /// The command came over MQTT: its message is acknowledged to the broker once handled.
+    pub(super) fn is_mqtt(&self) -> bool {
+        matches!(self, ReplyTo::Mqtt { .. })
+    }
 }
 
 /// A command accepted whose reply waits for the actions it started.
@@ -39,8 +50,14 @@ pub(super) struct Awaiting {
 }
 
 pub(super) struct Remote {
-    pub(super) mqtt: MqttHandle,
+    /// `None` without `[mqtt]`: what would be published is dropped.
+    pub(super) mqtt: Option<MqttHandle>,
+    /// From the MQTT actor (closed without `[mqtt]`).
     pub(super) inbound: mpsc::Receiver<Inbound>,
+    /// From the local HTTP API (closed without `[http]`).
+    pub(super) local: mpsc::Receiver<LocalCommand>,
+    /// The `status` document as last published, for the HTTP API.
+    pub(super) status_out: watch::Sender<Option<Arc<wire::Status>>>,
     pub(super) topics: Topics,
     pub(super) store: Store,
     pub(super) saved: Saved,
@@ -70,10 +87,10 @@ pub(super) struct Remote {
 const REPLY_MEMORY: usize = 256;
 
 impl Remote {
-    /// Loads what the dashboard last asked for, lays it over the file's
-    /// config and connects. Returns the config to run and whether to start.
-    pub(super) fn open(base: toml::Table, file_config: Config, board: &BoardProfile) -> Result<(Remote, Config, bool), i32> {
-        let m = file_config.mqtt.clone().expect("remote needs [mqtt]");
+    /// Loads what the dashboard (or the local API) last asked for, lays it
+    /// over the file's config and, under `[mqtt]`, connects. Returns the
+    /// config to run and whether to start.
+    pub(super) fn open(base: toml::Table, file_config: Config, board: &BoardProfile, local: mpsc::Receiver<LocalCommand>) -> Result<(Remote, Config, bool), i32> {
         let store = Store::new(&file_config.state_dir);
         let (saved, known) = match store.load() {
             Ok(Some(s)) => (s, true),
@@ -96,14 +113,17 @@ impl Remote {
                 }
             }
         };
-        let start = if known { saved.run == RunState::Live } else { m.autostart };
-        let topics = Topics::new(&m.prefix);
+        let m = file_config.mqtt.as_ref();
+        // Standalone, a box streams from boot unless it was stopped (over HTTP) and told to stay so.
+        let start = if known { saved.run == RunState::Live } else { m.is_none_or(|m| m.autostart) };
+        let topics = Topics::new(&m.map_or_else(|| format!("fieldcast/{}", file_config.device_id), |m| m.prefix.clone()));
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let will = offline(&file_config.device_id, &board.name, &started_at);
         let (tx, inbound) = mpsc::channel(mqtt::INBOUND_QUEUE);
-        let handle = match mqtt::spawn(&m, &topics, serde_json::to_vec(&will).expect("json"), tx) {
-            Ok(h) => h,
-            Err(e) => {
+        let handle = match m.map(|m| mqtt::spawn(m, &topics, serde_json::to_vec(&will).expect("json"), tx)) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => {
                 eprintln!("config error: {e}");
                 error!(error = %e, "cannot set up MQTT");
                 return Err(exit::CONFIG);
@@ -112,12 +132,14 @@ impl Remote {
         let mut remote = Remote {
             mqtt: handle,
             inbound,
+            local,
+            status_out: watch::channel(None).0,
             topics,
             store,
             saved,
             base,
             replies: Replies::new(REPLY_MEMORY),
-            every: m.telemetry,
+            every: m.map_or(super::STATUS_EVERY, |m| m.telemetry),
             device_id: file_config.device_id.clone(),
             board: board.name.clone(),
             started_at,
@@ -129,6 +151,8 @@ impl Remote {
             retained_refused: HashSet::new(),
             input: None,
         };
+        // Published over MQTT once connected; the HTTP API has it at once.
+        remote.status_out.send_replace(Some(Arc::new(remote.status_doc(&State::Idle))));
         remote.report_config(match &reported_error {
             Some(e) => (SyncStatus::Rejected, Some(e)),
             None => (SyncStatus::Synced, None),
@@ -145,12 +169,34 @@ impl Remote {
     pub(super) async fn close(self) {
         let status = offline(&self.device_id, &self.board, &self.started_at);
         let last = vec![Outgoing::json(self.topics.status(), &status, true, true)];
-        self.mqtt.close(last).await;
+        if let Some(m) = self.mqtt {
+            m.close(last).await;
+        }
+    }
+
+    /// The `status` document as the HTTP API serves it (the one MQTT publishes).
+    pub(super) fn status_watch(&self) -> watch::Receiver<Option<Arc<wire::Status>>> {
+        self.status_out.subscribe()
+    }
+
+    /// Publishes `status` (retained) and hands it to the HTTP API.
+    pub(super) fn publish_status(&self, state: &State) {
+        let doc = self.status_doc(state);
+        self.publish(Outgoing::json(self.topics.status(), &doc, true, true));
+        self.status_out.send_replace(Some(Arc::new(doc)));
+    }
+
+    /// Under `[mqtt]`: says the oldest MQTT message has been handled.
+    pub(super) fn handled(&self) {
+        if let Some(m) = &self.mqtt {
+            m.handled();
+        }
     }
 
     /// Publishes every new status snapshot as `telemetry`, beside the loop.
     pub(super) fn spawn_telemetry(&self, mut latest: Latest) {
-        let (publisher, topic) = (self.mqtt.publisher(), self.topics.telemetry());
+        let Some(mqtt) = &self.mqtt else { return };
+        let (publisher, topic) = (mqtt.publisher(), self.topics.telemetry());
         tokio::spawn(async move {
             while latest.changed().await.is_ok() {
                 let Some(snapshot) = latest.borrow_and_update().clone() else { continue };
@@ -162,7 +208,8 @@ impl Remote {
     }
 
     pub(super) fn publish(&self, m: Outgoing) {
-        if !self.mqtt.publish(m) {
+        let Some(mqtt) = &self.mqtt else { return };
+        if !mqtt.publish(m) {
             warn!("MQTT queue full: a message was dropped");
         }
     }
@@ -195,7 +242,7 @@ impl Remote {
             }
             _ => {}
         }
-        self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
+        self.publish_status(state);
     }
 
     pub(super) fn event(&self, event: Event) {
@@ -209,7 +256,7 @@ impl Remote {
 
     pub(super) fn state_changed(&mut self, previous: &State, state: &State) {
         self.event(Event::State { state: state.kind(), previous: previous.kind(), reason: state.reason().map(ToString::to_string) });
-        self.publish(Outgoing::json(self.topics.status(), &self.status_doc(state), true, true));
+        self.publish_status(state);
     }
 
     pub(super) fn report_config(&mut self, (status, error): (SyncStatus, Option<&CommandError>)) {
@@ -234,7 +281,12 @@ impl Remote {
     }
 
     pub(super) fn send_reply(&self, to: &ReplyTo, payload: Bytes) {
-        self.publish(Outgoing { topic: to.topic.clone(), payload, qos1: true, retain: false, correlation: to.correlation.clone(), content_type: "application/json" });
+        match to {
+            ReplyTo::Mqtt { topic, correlation } => {
+                self.publish(Outgoing { topic: topic.clone(), payload, qos1: true, retain: false, correlation: correlation.clone(), content_type: "application/json" });
+            }
+            ReplyTo::Local(reply) => reply.send("application/json", payload),
+        }
     }
 
     /// Called when the actions are done (no start or stop in flight):
@@ -267,13 +319,15 @@ impl Remote {
     }
 }
 
-pub(super) async fn next_inbound(remote: &mut Option<Remote>) -> Inbound {
-    match remote {
-        Some(r) => match r.inbound.recv().await {
-            Some(m) => m,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+/// The next message from the MQTT actor or command from the local HTTP API
+/// (whichever comes first). Cancel safe.
+pub(super) async fn next_inbox(remote: &mut Option<Remote>) -> super::Inbox {
+    let Some(r) = remote else { return std::future::pending().await };
+    tokio::select! {
+        Some(m) = r.inbound.recv() => super::Inbox::Mqtt(m),
+        Some(c) = r.local.recv() => super::Inbox::Local(c),
+        // Neither is open (no [mqtt], no [http]).
+        else => std::future::pending().await,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod amqtt;
 pub mod device;
 pub mod ffprobe;
+pub mod http;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_stall;
@@ -99,3 +100,7 @@ pub fn fieldcast_command() -> Command {
     cmd.env("FIELDCAST_BOARD_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/board")).env("NO_COLOR", "1");
     cmd
 }
+
+/// Appended to the config of a test that does not judge the HTTP API: no
+/// server, so test daemons running at once never contend for its port.
+pub const NO_HTTP: &str = "\n[http]\nenabled = false\n";
