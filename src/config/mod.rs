@@ -3,6 +3,7 @@
 //! that cannot hold an invalid value. Errors name the file, the field and why,
 //! and never quote a value that could be a secret.
 
+mod cmaf;
 mod de;
 mod http;
 pub mod url;
@@ -13,6 +14,7 @@ mod srt;
 mod types;
 mod validate;
 
+pub use cmaf::{AUDIO_TRACK_NAME, expand_audio, expand_video, video_track_name};
 pub use raw::RawConfig;
 pub use types::*;
 pub use http::{DEFAULT_LISTEN, MIN_TOKEN};

@@ -106,6 +106,12 @@ pub struct RawDestination {
     /// after it failed for `failover_after_ms`) or `both` (push to both).
     pub redundancy: Option<String>,
     pub failover_after_ms: Option<u64>,
+    /// `rtmp`, `srt` or `cmaf` (default: the URL's scheme; http(s) needs `cmaf`).
+    pub protocol: Option<String>,
+    /// CMAF: each track's path after the URL's, `{rung}`, `{kbps}`, `{track}`.
+    pub track_path: Option<String>,
+    /// CMAF: how often a track retries after `403 Forbidden` before it stops.
+    pub forbidden_retries: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -94,7 +94,7 @@ fn each_bad_value_is_refused_with_an_error_naming_its_field() {
 
 #[test]
 fn bad_destinations_are_refused_with_an_error_naming_the_destination_field() {
-    refused("[[destination]]\nurl = \"http://x/live\"\n", "destination[0].url", "scheme that is not supported");
+    refused("[[destination]]\nurl = \"ftp://x/live\"\n", "destination[0].url", "scheme that is not supported");
     refused("[[destination]]\nurl = \"rtmp://u:p@x/live\"\n", "destination[0].url", "credentials in the URL");
     refused("[[destination]]\nurl = \"rtmp://x\"\n", "destination[0].url", "no application path");
     refused("[[destination]]\nname = \"a\"\n", "destination[0].url", "is required");
@@ -134,6 +134,37 @@ fn bad_destinations_are_refused_with_an_error_naming_the_destination_field() {
     assert_eq!((s.mode, s.passphrase.is_none(), s.latency_ms, s.streamid_template.as_deref()), (SrtMode::Listener, true, 300, None));
     // A basic ladder fits a basic channel.
     check(&format!("[ladder]\nprofile = \"basic\"\n{DEST}target = \"basic\"\n")).unwrap();
+}
+
+#[test]
+fn cmaf_destinations_need_an_http_url_and_known_placeholders_and_never_echo_a_value() {
+    let cmaf = |url: &str, extra: &str| format!("[[destination]]\nurl = \"{url}\"\nprotocol = \"cmaf\"\n{extra}");
+    refused("[[destination]]\nurl = \"http://x/live\"\n", "destination[0].protocol", "is required with an http:// or https:// URL");
+    refused(&cmaf("rtmp://x/live", ""), "destination[0].url", "must be an http:// or https:// URL for protocol = \"cmaf\"");
+    refused(&cmaf("srt://x:9000", ""), "destination[0].url", "must be an http:// or https:// URL");
+    refused("[[destination]]\nurl = \"http://x/live\"\nprotocol = \"hls\"\n", "destination[0].protocol", "expected one of: rtmp, srt, cmaf");
+    refused("[[destination]]\nurl = \"srt://x:9000\"\nprotocol = \"rtmp\"\n", "destination[0].url", "does not match `protocol`");
+    refused(&cmaf("http://x/live", "track_path = \"{sk4live}\"\n"), "destination[0].track_path", "not a placeholder (use {rung}, {kbps}, {track})");
+    refused(&cmaf("http://x/live", "track_path = \"{width}\"\n"), "destination[0].track_path", "not a placeholder");
+    refused(&cmaf("http://x/live", "track_path = \"{track\"\n"), "destination[0].track_path", "unclosed");
+    refused(&cmaf("http://x/live", "track_path = \"video\"\n"), "destination[0].track_path", "same path");
+    refused(&cmaf("http://x/live", "track_path = \"a b/{track}\"\n"), "destination[0].track_path", "may not hold spaces");
+    refused(&cmaf("http://x/live", "stream = \"{rung}\"\n"), "destination[0].stream", "for RTMP destinations");
+    refused(&cmaf("http://x/live", "backup_url = \"http://y/live\"\n"), "destination[0].backup_url", "not supported for CMAF");
+    refused(&cmaf("http://x/live", "passphrase = \"long-enough-1\"\n"), "destination[0].passphrase", "for SRT destinations");
+    refused(&cmaf("http://x/live", "forbidden_retries = 1000\n"), "destination[0].forbidden_retries", "is over 100");
+    refused(&format!("{DEST}track_path = \"{{track}}\"\n"), "destination[0].track_path", "for CMAF destinations");
+    let errs = errors(&cmaf("http://us3r:s3cr3t@x/live/t0ken", "track_path = \"{s3cr3t}\"\nrungs = [\"t0ken\"]\n"));
+    let shown = format!("{errs:?}");
+    assert!(!shown.contains("s3cr3t") && !shown.contains("t0ken") && !shown.contains("us3r"), "{shown}");
+    let c = check(&cmaf("https://u:p@o.example.com/live/ch1.isml", "track_path = \"Streams({track})\"\nforbidden_retries = 5\n")).unwrap();
+    let d = &c.destinations[0];
+    assert!(matches!(d.url, url::DestinationUrl::Http(_)));
+    assert_eq!(d.url.to_string(), "https://***@o.example.com:443/live/***");
+    let s = d.cmaf.as_ref().unwrap();
+    assert_eq!((s.track_path.as_str(), s.forbidden_retries), ("Streams({track})", 5));
+    let dflt = check(&cmaf("http://o/ingest", "")).unwrap();
+    assert_eq!(dflt.destinations[0].cmaf.as_ref().map(|s| s.track_path.as_str()), Some("{track}"));
 }
 
 #[test]

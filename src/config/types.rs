@@ -182,6 +182,17 @@ pub struct Destination {
     pub srt: Option<SrtSettings>,
     /// The channel's backup ingest and how it is used.
     pub backup: Option<Backup>,
+    /// Set exactly when `url` is an http(s) URL (`protocol = "cmaf"`).
+    pub cmaf: Option<CmafSettings>,
+}
+
+/// The settings of a CMAF ingest destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CmafSettings {
+    /// Each track's path after the URL's (`{rung}`, `{kbps}`, `{track}`).
+    pub track_path: String,
+    /// `403 Forbidden` answers a track takes before it stops.
+    pub forbidden_retries: u32,
 }
 
 /// A destination's second ingest endpoint (AMS live events, YouTube, MediaLive).
@@ -230,7 +241,7 @@ impl Destination {
 /// separators stay (`{key}` expands to `***` in a shown name).
 /// `{rung}_{key}` stays, `live_{rung}` -> `***_{rung}`, `sk-4f9a` -> `***-***`.
 pub fn redact_template(t: &str) -> String {
-    const PLACEHOLDERS: &[&str] = &["{rung}", "{kbps}", "{width}", "{height}", "{key}"];
+    const PLACEHOLDERS: &[&str] = &["{rung}", "{kbps}", "{width}", "{height}", "{key}", "{track}"];
     let mut out = String::new();
     let mut rest = t;
     while let Some(c) = rest.chars().next() {

@@ -325,7 +325,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     }
     let url = match d.url.as_deref().map(DestinationUrl::parse) {
         None => {
-            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN], rtmps://... or srt://HOST:PORT)");
+            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN], rtmps://..., srt://HOST:PORT, or http(s)://HOST/PATH with protocol = \"cmaf\")");
             None
         }
         Some(Err(err)) => {
@@ -358,6 +358,14 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
         None => ladder.rungs.iter().map(|r| r.name.clone()).collect(),
     };
     let carried: Vec<&RungSpec> = ladder.rungs.iter().filter(|r| rungs.contains(&r.name)).collect();
+    let url = url.and_then(|u| protocol_matches(&d, u, i, e));
+    let mut cmaf = None;
+    if let Some(DestinationUrl::Http(_)) = &url {
+        super::srt::refuse_on_rtmp(&d, i, e);
+        cmaf = Some(super::cmaf::settings(&d, i, &carried, audio.bitrate_bps / 1000, e));
+    } else {
+        super::cmaf::refuse_elsewhere(&d, i, e);
+    }
     let srt = match &url {
         Some(DestinationUrl::Srt(u)) => {
             let s = super::srt::settings(&d, u, i, carried.len(), e);
@@ -369,6 +377,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
             }
             Some(s)
         }
+        Some(DestinationUrl::Http(_)) => None,
         Some(DestinationUrl::Rtmp(_)) => {
             super::srt::refuse_on_rtmp(&d, i, e);
             check_template(&template, &carried, d.key.is_some(), &f("stream"), e);
@@ -394,8 +403,39 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     {
         e.add(f("rungs"), format!("a `single` channel takes {n} rendition, this destination carries {}", carried.len()));
     }
-    let backup = backup(&d, url.as_ref(), i, e);
-    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt, backup })
+    let backup = if cmaf.is_some() { None } else { backup(&d, url.as_ref(), i, e) };
+    Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt, backup, cmaf })
+}
+
+/// `protocol` against the URL's scheme: http(s) needs `cmaf`, `cmaf` needs
+/// http(s); the URL when they agree.
+fn protocol_matches(d: &RawDestination, url: DestinationUrl, i: usize, e: &mut Errors) -> Option<DestinationUrl> {
+    let f = |k: &str| format!("destination[{i}].{k}");
+    let by_scheme = match &url {
+        DestinationUrl::Rtmp(_) => "rtmp",
+        DestinationUrl::Srt(_) => "srt",
+        DestinationUrl::Http(_) => "cmaf",
+    };
+    match d.protocol.as_deref() {
+        None if by_scheme == "cmaf" => {
+            e.add(f("protocol"), "is required with an http:// or https:// URL (protocol = \"cmaf\")");
+            None
+        }
+        None => Some(url),
+        Some(p) if p == by_scheme => Some(url),
+        Some("cmaf") => {
+            e.add(f("url"), "must be an http:// or https:// URL for protocol = \"cmaf\"");
+            None
+        }
+        Some("rtmp" | "srt") => {
+            e.add(f("url"), "does not match `protocol` (rtmp:// or rtmps:// for rtmp, srt:// for srt)");
+            None
+        }
+        Some(_) => {
+            e.add(f("protocol"), "expected one of: rtmp, srt, cmaf");
+            None
+        }
+    }
 }
 
 /// `backup_url`, `redundancy`, `failover_after_ms`.

@@ -115,7 +115,7 @@ fn redact_value(key: &str, v: &Value) -> Value {
         Value::String(s) if key == "url" || key == "backup_url" => {
             Value::String(DestinationUrl::parse(s).map(|u| u.to_string()).unwrap_or_else(|_| "***".into()))
         }
-        Value::String(s) if key == "stream" || key == "streamid" => Value::String(config::redact_template(s)),
+        Value::String(s) if key == "stream" || key == "streamid" || key == "track_path" => Value::String(config::redact_template(s)),
         v => v.clone(),
     }
 }

@@ -10,6 +10,7 @@
 //! slower than real time) the sender drops media until the next video
 //! keyframe, so the channel never holds a backlog that would later be burst.
 
+pub mod cmaf;
 pub mod failover;
 pub mod flv;
 pub mod output;

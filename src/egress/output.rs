@@ -6,7 +6,7 @@ use super::plan::OutputPlan;
 use super::failover::Failover;
 use super::resume::ResumeGates;
 use super::status::EgressStatus;
-use super::{MediaSender, rtmp, srt};
+use super::{MediaSender, cmaf, rtmp, srt};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,6 +54,12 @@ pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failo
         // SRT outputs do not share a resume gate yet: each resumes at its own next keyframe.
         OutputPlan::Srt(p) => {
             let (task, status) = srt::spawn(p.clone(), rx, standby);
+            (task, status, None)
+        }
+        // CMAF destinations have no backup endpoint (refused by the config);
+        // a live bitrate change is not applied to their headers (`btrt`).
+        OutputPlan::Cmaf(p) => {
+            let (task, status) = cmaf::spawn(p.clone(), rx);
             (task, status, None)
         }
     };

@@ -8,6 +8,8 @@
 
 use super::failover::Endpoint;
 use super::rtmp::{PublishMetadata, RtmpPlan};
+use super::cmaf::fragment::{AudioInfo, VideoInfo};
+use super::cmaf::{AudioTrack, CmafPlan};
 use super::srt::{SrtPlan, TsFormat};
 use crate::backoff::Backoff;
 use crate::config::url::DestinationUrl;
@@ -20,6 +22,7 @@ use serde::Serialize;
 pub enum OutputPlan {
     Rtmp(RtmpPlan),
     Srt(SrtPlan),
+    Cmaf(CmafPlan),
 }
 
 impl OutputPlan {
@@ -27,12 +30,14 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => &p.destination,
             OutputPlan::Srt(p) => &p.destination,
+            OutputPlan::Cmaf(p) => &p.destination,
         }
     }
     pub fn rung(&self) -> &str {
         match self {
             OutputPlan::Rtmp(p) => &p.rung,
             OutputPlan::Srt(p) => &p.rung,
+            OutputPlan::Cmaf(p) => &p.rung,
         }
     }
     /// `destination/rung`, for logs and status.
@@ -40,12 +45,14 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => &p.label,
             OutputPlan::Srt(p) => &p.label,
+            OutputPlan::Cmaf(p) => &p.label,
         }
     }
     pub fn endpoint(&self) -> Endpoint {
         match self {
             OutputPlan::Rtmp(p) => p.endpoint,
             OutputPlan::Srt(p) => p.endpoint,
+            OutputPlan::Cmaf(p) => p.endpoint,
         }
     }
     /// One line for `check-config`, secrets redacted.
@@ -53,6 +60,7 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => format!("{} -> {} stream `{}` (target {:?})", p.label, p.url, p.stream_name_redacted, p.target),
             OutputPlan::Srt(p) => p.describe(),
+            OutputPlan::Cmaf(p) => p.describe(),
         }
     }
 }
@@ -63,6 +71,10 @@ pub struct RungContext<'a> {
     pub fps: Fps,
     pub audio: &'a Audio,
     pub options: &'a EgressOptions,
+    /// The segment (= GOP) duration.
+    pub gop: std::time::Duration,
+    /// The first rung this destination carries (a CMAF destination sends the audio track with it).
+    pub first_of_destination: bool,
 }
 
 /// The plans of `destination`'s outputs for one rung: one per endpoint
@@ -105,6 +117,35 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
             connect_timeout: cx.options.connect_timeout,
             ca_file: destination.ca_file.clone(),
         }),
+        DestinationUrl::Http(url) => {
+            let cmaf = destination.cmaf.as_ref().expect("a CMAF destination has CMAF settings");
+            let video_path = crate::config::expand_video(&cmaf.track_path, rung);
+            let audio = cx.first_of_destination.then(|| {
+                let path = crate::config::expand_audio(&cmaf.track_path, cx.audio.bitrate_bps / 1000);
+                AudioTrack {
+                    path_redacted: super::cmaf::redact_path(&path),
+                    path,
+                    info: AudioInfo { sample_rate: cx.audio.sample_rate, channels: cx.audio.channels, bitrate_bps: cx.audio.bitrate_bps },
+                }
+            });
+            OutputPlan::Cmaf(CmafPlan {
+                destination: destination.name.clone(),
+                rung: rung.name.clone(),
+                endpoint,
+                label,
+                url: url.clone(),
+                video_track: crate::config::video_track_name(&rung.name),
+                video_path_redacted: super::cmaf::redact_path(&video_path),
+                video_path,
+                video: VideoInfo { width: rung.width, height: rung.height, bitrate_bps: rung.bitrate_bps },
+                audio,
+                segment_ms: cx.gop,
+                forbidden_retries: cmaf.forbidden_retries,
+                frame_ns: cx.fps.frame_ns(),
+                backoff,
+                ca_file: destination.ca_file.clone(),
+            })
+        }
         DestinationUrl::Srt(url) => {
             let srt = destination.srt.as_ref().expect("an SRT destination has SRT settings");
             OutputPlan::Srt(SrtPlan {
@@ -131,6 +172,10 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
             })
         }
     }
+}
+
+pub(crate) fn display_ms<S: serde::Serializer>(v: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.as_millis() as u64)
 }
 
 pub(crate) fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -37,6 +37,16 @@ pub struct EgressStatus {
     /// SRT outputs only: the sender's own statistics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtStats>,
+    /// CMAF outputs only: each track's poster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmaf: Option<CmafStats>,
+}
+
+/// A CMAF output's tracks (its rung's video, and the audio on the
+/// destination's first rung).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CmafStats {
+    pub tracks: Vec<super::cmaf::track::TrackStatus>,
 }
 
 /// An SRT sender's statistics (libsrt's, for the current connection;
@@ -71,6 +81,7 @@ impl EgressStatus {
             reconnects: 0,
             last_error: None,
             srt: None,
+            cmaf: None,
         }
     }
 }

@@ -219,8 +219,18 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         .destinations
         .iter()
         .flat_map(|d| {
-            specs.iter().filter(|r| d.rungs.contains(&r.name)).flat_map(move |rung| {
-                output::plan(d, &RungContext { rung, fps: format.fps, audio: &config.audio, options: &config.egress })
+            specs.iter().filter(|r| d.rungs.contains(&r.name)).enumerate().flat_map(move |(i, rung)| {
+                let cx = RungContext {
+                    rung,
+                    fps: format.fps,
+                    audio: &config.audio,
+                    options: &config.egress,
+                    gop: std::time::Duration::from_nanos(
+                        u64::from(gop.frames) * 1_000_000_000 * u64::from(format.fps.den) / u64::from(format.fps.num),
+                    ),
+                    first_of_destination: i == 0,
+                };
+                output::plan(d, &cx)
             })
         })
         .collect();
@@ -337,6 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn a_cmaf_destination_plans_a_track_per_rung_and_the_audio_track_once() {
+        let c = config(
+            "[[destination]]\nname = \"origin\"\nurl = \"https://o.example.com/live/tok3n/ch1.isml\"\nprotocol = \"cmaf\"\n\
+             track_path = \"Streams({track})\"\nrungs = [\"720p\", \"360p\"]\n",
+        );
+        let p = plan(&c, &board("generic"), HD).unwrap();
+        let v: Vec<_> = p
+            .outputs
+            .iter()
+            .map(|x| match x {
+                OutputPlan::Cmaf(x) => (x.rung.as_str(), x.video_path.as_str(), x.audio.as_ref().map(|a| a.path.as_str()), x.segment_ms),
+                _ => unreachable!("only a CMAF destination here"),
+            })
+            .collect();
+        let two_s = std::time::Duration::from_secs(2);
+        assert_eq!(v, [("720p", "Streams(video-720p)", Some("Streams(audio)"), two_s), ("360p", "Streams(video-360p)", None, two_s)]);
+        let shown = p.outputs.iter().map(|o| o.describe()).collect::<Vec<_>>().join("\n");
+        assert!(!shown.contains("tok3n") && shown.contains("https://o.example.com:443/live/***"), "{shown}");
+    }
+
+    #[test]
     fn publishes_are_one_per_rung_and_destination_with_redacted_names() {
         let c = config(
             "[[destination]]\nname = \"primary\"\nurl = \"rtmp://a/live/tok\"\nstream = \"{rung}_{key}\"\nkey = \"sek\"\n\
@@ -348,7 +379,7 @@ mod tests {
             .iter()
             .map(|x| match x {
                 OutputPlan::Rtmp(x) => (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str()),
-                OutputPlan::Srt(_) => unreachable!("no SRT destination here"),
+                OutputPlan::Srt(_) | OutputPlan::Cmaf(_) => unreachable!("only RTMP destinations here"),
             })
             .collect();
         assert_eq!(

@@ -304,6 +304,48 @@ pub struct Destination {
     /// SRT outputs only (absent for RTMP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtStats>,
+    /// CMAF outputs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmaf: Option<CmafStats>,
+}
+
+/// A CMAF output's tracks: its rung's video, plus the shared audio on the
+/// destination's first rung.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmafStats {
+    pub tracks: Vec<CmafTrack>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CmafTrackState {
+    Connecting,
+    Sending,
+    Reconnecting,
+    /// The stream ended (its last segment carried `lmsg`).
+    Stopped,
+    /// Refused for good (403 after the retries, 404, 415): this track only.
+    Failed,
+}
+
+/// One CMAF track's poster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmafTrack {
+    /// `video-<rung>` or `audio`.
+    pub track: String,
+    pub state: CmafTrackState,
+    pub segments_sent: u64,
+    pub bytes_sent: u64,
+    pub last_http_status: Option<u16>,
+    pub reconnects: u32,
+    /// Segments posted again, or late, after a failure.
+    pub retransmitted_segments: u64,
+    /// Segments given up (an outage of 3 segments or more resumes at the live edge).
+    pub segments_skipped: u64,
+    /// Redacted.
+    pub last_error: Option<String>,
 }
 
 /// An SRT sender's statistics (libsrt's, for the current connection;

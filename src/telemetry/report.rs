@@ -6,7 +6,7 @@
 use crate::egress::EgressState;
 use crate::egress::record::RecordState;
 use crate::session::Session;
-use crate::status::wire::{Destination, Input, OutputState, Recording, RecordingState, Rung, SrtStats, SystemSample};
+use crate::status::wire::{CmafStats, CmafTrack, CmafTrackState, Destination, Input, OutputState, Recording, RecordingState, Rung, SrtStats, SystemSample};
 use crate::status::{Reason, Snapshot, StateName};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -116,6 +116,7 @@ impl Reporter {
                     frames_dropped: st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
                     last_error: st.last_error.clone(),
                     srt: st.srt.as_ref().map(srt_stats),
+                    cmaf: st.cmaf.as_ref().map(cmaf_stats),
                 }
             })
             .collect();
@@ -141,6 +142,33 @@ impl Reporter {
             .collect();
         self.mark = Some(Mark { at: now, session_started: s.started, captured, rungs: rung_marks });
         out
+    }
+}
+
+fn cmaf_stats(s: &crate::egress::status::CmafStats) -> CmafStats {
+    use crate::egress::cmaf::track::TrackState;
+    CmafStats {
+        tracks: s
+            .tracks
+            .iter()
+            .map(|t| CmafTrack {
+                track: t.track.clone(),
+                state: match t.state {
+                    TrackState::Connecting => CmafTrackState::Connecting,
+                    TrackState::Sending => CmafTrackState::Sending,
+                    TrackState::Reconnecting => CmafTrackState::Reconnecting,
+                    TrackState::Stopped => CmafTrackState::Stopped,
+                    TrackState::Failed => CmafTrackState::Failed,
+                },
+                segments_sent: t.segments_sent,
+                bytes_sent: t.bytes_sent,
+                last_http_status: t.last_http_status,
+                reconnects: t.reconnects,
+                retransmitted_segments: t.retransmitted_segments,
+                segments_skipped: t.segments_skipped,
+                last_error: t.last_error.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Destination URLs, parsed by scheme into a typed URL: `rtmp`/`rtmps`
-//! ([`RtmpUrl`]) and `srt` ([`SrtUrl`]). Each kind knows its own secrets: `Display` and `Debug`
+//! ([`RtmpUrl`]), `srt` ([`SrtUrl`]) and `http`/`https` ([`HttpUrl`], CMAF ingest). Each kind knows its own secrets: `Display` and `Debug`
 //! never show a token, key or passphrase, so a URL can go to logs, status
 //! and `check-config` as it is.
 
+mod http;
 mod rtmp;
 mod srt;
 
+pub use http::HttpUrl;
 pub use rtmp::{RtmpUrl, Scheme as RtmpScheme};
 pub use srt::{QUERY_KEYS as SRT_QUERY_KEYS, SrtUrl};
 
@@ -19,7 +21,7 @@ pub enum UrlError {
     /// The `url` crate's reason: a fixed text, never a part of the input.
     #[error("is not a URL ({0})")]
     Syntax(url::ParseError),
-    #[error("has a scheme that is not supported (use rtmp://, rtmps:// or srt://)")]
+    #[error("has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\")")]
     Scheme,
     /// `user:password@` has no place in RTMP; refused rather than dropped.
     #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]
@@ -48,6 +50,8 @@ pub enum UrlError {
 pub enum DestinationUrl {
     Rtmp(RtmpUrl),
     Srt(SrtUrl),
+    /// CMAF ingest over HTTP POST (`protocol = "cmaf"`).
+    Http(HttpUrl),
 }
 
 impl DestinationUrl {
@@ -56,6 +60,7 @@ impl DestinationUrl {
         match scheme.as_deref() {
             Some("rtmp" | "rtmps") => RtmpUrl::parse(raw).map(DestinationUrl::Rtmp),
             Some("srt") => SrtUrl::parse(raw).map(DestinationUrl::Srt),
+            Some("http" | "https") => HttpUrl::parse(raw).map(DestinationUrl::Http),
             // Not a URL at all, or another scheme.
             _ => Err(url::Url::parse(raw.trim()).err().map(UrlError::Syntax).unwrap_or(UrlError::Scheme)),
         }
@@ -66,6 +71,7 @@ impl DestinationUrl {
         match self {
             DestinationUrl::Rtmp(_) => "rtmp",
             DestinationUrl::Srt(_) => "srt",
+            DestinationUrl::Http(_) => "cmaf",
         }
     }
 }
@@ -76,6 +82,7 @@ impl fmt::Display for DestinationUrl {
         match self {
             DestinationUrl::Rtmp(u) => u.fmt(f),
             DestinationUrl::Srt(u) => u.fmt(f),
+            DestinationUrl::Http(u) => u.fmt(f),
         }
     }
 }
@@ -85,6 +92,7 @@ impl fmt::Debug for DestinationUrl {
         match self {
             DestinationUrl::Rtmp(u) => u.fmt(f),
             DestinationUrl::Srt(u) => u.fmt(f),
+            DestinationUrl::Http(u) => u.fmt(f),
         }
     }
 }
@@ -97,7 +105,8 @@ mod tests {
     fn the_scheme_picks_the_kind_and_an_unknown_one_is_refused_without_echo() {
         assert!(matches!(DestinationUrl::parse("rtmps://h/live"), Ok(DestinationUrl::Rtmp(_))));
         assert!(matches!(DestinationUrl::parse("srt://h:9000"), Ok(DestinationUrl::Srt(_))));
-        for raw in ["http://h/sk4live", "sk4live://h/x", "ftp://sk4live/"] {
+        assert!(matches!(DestinationUrl::parse("https://h/live"), Ok(DestinationUrl::Http(_))));
+        for raw in ["sk4live://h/x", "ftp://sk4live/"] {
             let e = DestinationUrl::parse(raw).unwrap_err();
             assert_eq!(e, UrlError::Scheme, "{raw}");
             assert!(!e.to_string().contains("sk4live"));
