@@ -18,3 +18,10 @@ if ! "$AMQTT_VENV/bin/python" -m pip show amqtt 2>/dev/null | grep -q "^Version:
   fi
   "$AMQTT_VENV/bin/python" -m pip install -q --disable-pip-version-check "amqtt==$AMQTT_VERSION"
 fi
+# The independent MP4 box parser that judges CMAF ingest (tests/cmaf_ingest.rs,
+# tests/tools/cmaf_boxes.py): pymp4 from PyPI, pinned, in the same venv.
+PYMP4_VERSION=1.4.0
+if ! "$AMQTT_VENV/bin/python" -m pip show pymp4 2>/dev/null | grep -q "^Version: $PYMP4_VERSION$"; then
+  echo "installing pymp4 $PYMP4_VERSION into $AMQTT_VENV"
+  "$AMQTT_VENV/bin/python" -m pip install -q --disable-pip-version-check "pymp4==$PYMP4_VERSION"
+fi

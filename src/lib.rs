@@ -5,8 +5,9 @@
 //! - [`board`]: board profiles (`board/*.toml`) and every encoder quirk.
 //! - [`pipeline`]: [`pipeline::plan`] (pure ladder plan), [`pipeline::build`]
 //!   (the only code that creates GStreamer elements), the pipeline actor.
-//! - [`egress`]: encoded media out: one actor per output (RTMP publish per
-//!   destination and rung, local recording), planned and spawned by protocol.
+//! - [`egress`]: encoded media out: one actor per output (RTMP publish, SRT
+//!   stream or CMAF ingest tracks per destination and rung, local
+//!   recording), planned and spawned by protocol.
 //! - [`backoff`]: the capped, jittered retry shared by outputs and MQTT.
 //! - [`supervisor`]: the run loop and its typed state machine; under fleet
 //!   control it owns the [`mqtt`] actor; it serves [`control`] commands from

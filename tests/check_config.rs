@@ -28,7 +28,13 @@ fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
             "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 900 }, { width = 640, height = 360, bitrate_kbps = 900 }]\n",
             "ladder.rungs[1].bitrate_kbps: is used by another rung",
         ),
-        ("[[destination]]\nurl = \"udp://h:9000\"\n", "destination[0].url: has a scheme that is not supported (use rtmp://, rtmps:// or srt://)"),
+        ("[[destination]]\nurl = \"udp://h:9000\"\n", "destination[0].url: has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\")"),
+        ("[[destination]]\nurl = \"rtmp://h/live\"\nprotocol = \"cmaf\"\n", "destination[0].url: must be an http:// or https:// URL for protocol = \"cmaf\""),
+        ("[[destination]]\nurl = \"https://h/live\"\n", "destination[0].protocol: is required with an http:// or https:// URL (protocol = \"cmaf\")"),
+        (
+            "[[destination]]\nurl = \"https://h/live\"\nprotocol = \"cmaf\"\ntrack_path = \"{rung}-{sk4live}\"\n",
+            "destination[0].track_path: holds a `{...}` that is not a placeholder (use {rung}, {kbps}, {track})",
+        ),
         ("[[destination]]\nurl = \"srt://h\"\n", "destination[0].url: has no port"),
         ("[[destination]]\nurl = \"srt://h:9000?pa55=x\"\n", "destination[0].url: has a query parameter fieldcast does not know"),
         ("[[destination]]\nurl = \"srt://h:9000\"\npassphrase = \"short\"\n", "destination[0].passphrase: must be 10 to 79 characters"),
@@ -83,6 +89,18 @@ fn an_srt_output_is_printed_with_its_passphrase_and_keyed_streamid_hidden() {
     let want = want.replace("{key}", "***");
     assert!(out.contains(&want), "missing {want:?} in:\n{out}");
     assert!(out.contains("MPEG-TS, latency 800 ms, AES-128"), "{out}");
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+}
+
+#[test]
+fn a_cmaf_output_is_printed_with_its_tracks_and_no_token_or_credential() {
+    let config = "[ladder]\nprofile = \"basic\"\n[[destination]]\nname = \"origin\"\nprotocol = \"cmaf\"\n\
+                  url = \"https://user:pa55SECRET@origin.example.com/live/t0kenSECRET/ch1.isml\"\ntrack_path = \"Streams({track})\"\n";
+    let (code, out, err) = check(config);
+    assert_eq!(code, 0, "{err}");
+    let want = "publish:   origin/720p -> https://***@origin.example.com:443/live/*** CMAF ingest, video-720p -> `***(video-720p)` + audio -> `***(audio)`";
+    assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    assert!(out.contains("origin/540p -> https://***@origin.example.com:443/live/*** CMAF ingest, video-540p"), "{out}");
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
 }
 

@@ -123,7 +123,7 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
             let audio = cx.first_of_destination.then(|| {
                 let path = crate::config::expand_audio(&cmaf.track_path, cx.audio.bitrate_bps / 1000);
                 AudioTrack {
-                    path_redacted: super::cmaf::redact_path(&path),
+                    path_redacted: crate::config::expand_audio(&crate::config::redact_template(&cmaf.track_path), cx.audio.bitrate_bps / 1000),
                     path,
                     info: AudioInfo { sample_rate: cx.audio.sample_rate, channels: cx.audio.channels, bitrate_bps: cx.audio.bitrate_bps },
                 }
@@ -135,7 +135,7 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
                 label,
                 url: url.clone(),
                 video_track: crate::config::video_track_name(&rung.name),
-                video_path_redacted: super::cmaf::redact_path(&video_path),
+                video_path_redacted: crate::config::expand_video(&crate::config::redact_template(&cmaf.track_path), rung),
                 video_path,
                 video: VideoInfo { width: rung.width, height: rung.height, bitrate_bps: rung.bitrate_bps },
                 audio,

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: a private nginx-rtmp channel
 //! ([`nginx`]), ffprobe as the judge of what arrived ([`ffprobe`]), a live
-//! GStreamer H.264/AAC source feeding egress channels ([`source`]), a test
+//! GStreamer H.264/AAC source feeding egress channels ([`source`]), a
+//! recording HTTP receiver for CMAF ingest ([`http_receiver`]), a test
 //! CA for RTMPS ([`tls`]), free ports and condition waits.
 #![allow(dead_code)]
 
@@ -8,6 +9,7 @@ pub mod amqtt;
 pub mod device;
 pub mod ffprobe;
 pub mod http;
+pub mod http_receiver;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_stall;

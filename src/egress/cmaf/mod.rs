@@ -102,6 +102,7 @@ impl CmafPlan {
     fn track(&self, name: &str, path: &str, content_type: &'static str, tls: Option<&std::sync::Arc<tokio_rustls::rustls::ClientConfig>>) -> TrackPlan {
         let connect_timeout = self.segment_ms.max(MIN_CONNECT_TIMEOUT);
         TrackPlan {
+            label: self.label.clone(),
             name: name.to_owned(),
             url: self.url.clone(),
             target: self.url.request_target(path),
@@ -290,10 +291,6 @@ fn publish(status: &watch::Sender<EgressStatus>, video: &Track, audio: Option<&T
     });
 }
 
-/// A track path as shown: the rule of `config::redact_template`.
-pub(crate) fn redact_path(p: &str) -> String {
-    crate::config::redact_template(p)
-}
 
 #[cfg(test)]
 mod tests {

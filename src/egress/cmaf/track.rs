@@ -40,6 +40,8 @@ const PRECONDITION_RETRIES: u32 = 3;
 /// a token): never shown.
 #[derive(Clone)]
 pub struct TrackPlan {
+    /// The output's `destination/rung`, for logs.
+    pub label: String,
     /// `video-720p` or `audio`.
     pub name: String,
     pub url: HttpUrl,
@@ -109,6 +111,8 @@ pub fn spawn(plan: TrackPlan) -> (mpsc::Sender<TrackInput>, JoinHandle<()>, watc
 struct Queued {
     segment: Segment,
     late: bool,
+    /// When the segment was cut (its closing IDR reached the output).
+    cut: Instant,
 }
 
 /// What one POST's answer means for the track.
@@ -159,7 +163,7 @@ impl Poster {
             }
             TrackInput::Segment(segment) => {
                 let late = self.status.borrow().state == TrackState::Reconnecting;
-                self.queue.push_back(Queued { segment, late });
+                self.queue.push_back(Queued { segment, late, cut: Instant::now() });
                 if self.queue.len() > RESEND_MAX {
                     // The outage is as long as the resend window: resume at the live edge.
                     let skipped = self.queue.len() - 1;
@@ -171,7 +175,7 @@ impl Poster {
         }
     }
 
-    #[instrument(name = "cmaf_track", skip_all, fields(track = %self.plan.name, url = %self.plan.url))]
+    #[instrument(name = "cmaf_track", skip_all, fields(egress = %self.plan.label, track = %self.plan.name, url = %self.plan.url))]
     async fn run(mut self, mut rx: mpsc::Receiver<TrackInput>) {
         let mut schedule = self.plan.backoff.schedule();
         let mut open = true;
@@ -247,14 +251,15 @@ impl Poster {
             }
         }
         let front = self.queue.front().expect("checked by the caller");
-        let (data, late, seq) = (front.segment.data.clone(), front.late, front.segment.seq);
+        let (data, late, seq, cut) = (front.segment.data.clone(), front.late, front.segment.seq, front.cut);
         let started = Instant::now();
         match self.post(data.clone()).await? {
             Verdict::Accepted => {
                 self.queue.pop_front();
                 self.forbidden = 0;
                 self.precondition = 0;
-                debug!(seq, late, post_ms = started.elapsed().as_millis() as u64, "segment posted");
+                // `latency_ms`: from the segment's closing IDR at this output to its POST answered.
+                debug!(seq, late, post_ms = started.elapsed().as_millis() as u64, latency_ms = cut.elapsed().as_millis() as u64, "segment posted");
                 self.status.send_modify(|s| {
                     s.state = TrackState::Sending;
                     s.segments_sent += 1;
