@@ -25,3 +25,13 @@ if ! "$AMQTT_VENV/bin/python" -m pip show pymp4 2>/dev/null | grep -q "^Version:
   echo "installing pymp4 $PYMP4_VERSION into $AMQTT_VENV"
   "$AMQTT_VENV/bin/python" -m pip install -q --disable-pip-version-check "pymp4==$PYMP4_VERSION"
 fi
+# The Prometheus client library's OpenMetrics parser (pinned), the judge of
+# GET /metrics in tests/http_metrics.rs. Its own venv, like amqtt's.
+PROM_VENV="$HOME/.cache/fieldcast/prom-venv"
+PROM_VERSION=0.21.1
+if ! "$PROM_VENV/bin/python" -m pip show prometheus_client 2>/dev/null | grep -q "^Version: $PROM_VERSION$"; then
+  echo "installing prometheus_client $PROM_VERSION into $PROM_VENV"
+  rm -rf "$PROM_VENV"
+  /usr/bin/python3 -m venv "$PROM_VENV"
+  "$PROM_VENV/bin/python" -m pip install -q --disable-pip-version-check "prometheus_client==$PROM_VERSION"
+fi

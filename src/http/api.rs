@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/telemetry", get(telemetry))
         .route("/api/v1/cmd/{name}", post(cmd))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
 }
@@ -87,6 +88,18 @@ async fn telemetry(State(app): State<AppState>, headers: HeaderMap) -> Response 
         Some(s) => reply::json(StatusCode::OK, Bytes::from(serde_json::to_vec(&s.telemetry()).expect("json"))),
         None => reply::refusal(app.state(), CommandError::new(ErrorCode::Unavailable, "no telemetry yet: the first snapshot is taken a few seconds after start")),
     }
+}
+
+/// Prometheus scrapes: the latest snapshot in the OpenMetrics text format.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = app.may_read(&headers) {
+        return r;
+    }
+    let snapshot = app.sources.latest.borrow().clone();
+    let body = super::metrics::render(snapshot.as_deref());
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(super::metrics::CONTENT_TYPE));
+    r
 }
 
 async fn cmd(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {

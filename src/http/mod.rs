@@ -4,10 +4,12 @@
 //! path. It never touches the stream: a port it cannot bind or a crash of the
 //! server is logged with its reason and retried with backoff, and the stream
 //! goes on. Routes and their errors are in [`api`], the bearer check in
-//! [`auth`]; docs/http-api.md is the contract.
+//! [`auth`], the Prometheus exposition in [`metrics`]; docs/http-api.md is
+//! the contract.
 
 mod api;
 mod auth;
+pub mod metrics;
 mod reply;
 
 use crate::backoff::Backoff;
