@@ -340,7 +340,7 @@ pub struct CmafTrack {
     pub bytes_sent: u64,
     pub last_http_status: Option<u16>,
     pub reconnects: u32,
-    /// Segments posted again, or late, after a failure.
+    /// Segments posted again after a failed attempt.
     pub retransmitted_segments: u64,
     /// Segments given up (an outage of 3 segments or more resumes at the live edge).
     pub segments_skipped: u64,

@@ -82,7 +82,8 @@ pub struct TrackStatus {
     pub bytes_sent: u64,
     pub last_http_status: Option<u16>,
     pub reconnects: u32,
-    /// Segments posted again, or late, after a failure.
+    /// Segments posted again after a failed attempt (lost with the
+    /// connection, or answered other than 2xx).
     pub retransmitted_segments: u64,
     /// Segments given up: past the resend window, or lost to a full input.
     pub segments_skipped: u64,
@@ -107,10 +108,10 @@ pub fn spawn(plan: TrackPlan) -> (mpsc::Sender<TrackInput>, JoinHandle<()>, watc
     (tx, tokio::spawn(Poster::new(plan, status_tx).run(rx)), status_rx)
 }
 
-/// A queued segment; `late` once an attempt failed or an outage delayed it.
+/// A queued segment and how often its POST was started.
 struct Queued {
     segment: Segment,
-    late: bool,
+    attempts: u32,
     /// When the segment was cut (its closing IDR reached the output).
     cut: Instant,
 }
@@ -146,11 +147,13 @@ struct Poster {
     header_sent: bool,
     forbidden: u32,
     precondition: u32,
+    /// An outage reached [`RESEND_MAX`]: only the newest segment is kept until one is posted.
+    at_edge: bool,
 }
 
 impl Poster {
     fn new(plan: TrackPlan, status: watch::Sender<TrackStatus>) -> Poster {
-        Poster { plan, status, header: None, queue: VecDeque::new(), conn: None, header_sent: false, forbidden: 0, precondition: 0 }
+        Poster { plan, status, header: None, queue: VecDeque::new(), conn: None, header_sent: false, forbidden: 0, precondition: 0, at_edge: false }
     }
 
     fn accept(&mut self, input: TrackInput) {
@@ -162,14 +165,17 @@ impl Poster {
                 }
             }
             TrackInput::Segment(segment) => {
-                let late = self.status.borrow().state == TrackState::Reconnecting;
-                self.queue.push_back(Queued { segment, late, cut: Instant::now() });
-                if self.queue.len() > RESEND_MAX {
-                    // The outage is as long as the resend window: resume at the live edge.
+                self.queue.push_back(Queued { segment, attempts: 0, cut: Instant::now() });
+                if self.queue.len() > RESEND_MAX || (self.at_edge && self.queue.len() > 1) {
+                    // The outage is as long as the resend window: resume at
+                    // the live edge, the newest segment, until it is posted.
                     let skipped = self.queue.len() - 1;
                     self.queue.drain(..skipped);
                     self.status.send_modify(|s| s.segments_skipped += skipped as u64);
-                    warn!(track = %self.plan.name, skipped, "resuming at the live edge");
+                    if !self.at_edge {
+                        warn!("the outage reached {RESEND_MAX} segments: resuming at the live edge");
+                    }
+                    self.at_edge = true;
                 }
             }
         }
@@ -210,9 +216,6 @@ impl Poster {
                     return;
                 }
                 Err(Stop::Retry) => {
-                    for q in self.queue.iter_mut() {
-                        q.late = true;
-                    }
                     let wait = schedule.next_delay();
                     // While waiting, new segments still arrive (and the live-edge rule applies).
                     let until = Instant::now() + wait;
@@ -250,21 +253,23 @@ impl Poster {
                 v => return self.refused(v),
             }
         }
-        let front = self.queue.front().expect("checked by the caller");
-        let (data, late, seq, cut) = (front.segment.data.clone(), front.late, front.segment.seq, front.cut);
+        let front = self.queue.front_mut().expect("checked by the caller");
+        front.attempts += 1;
+        let (data, again, seq, cut) = (front.segment.data.clone(), front.attempts > 1, front.segment.seq, front.cut);
         let started = Instant::now();
         match self.post(data.clone()).await? {
             Verdict::Accepted => {
                 self.queue.pop_front();
+                self.at_edge = false;
                 self.forbidden = 0;
                 self.precondition = 0;
                 // `latency_ms`: from the segment's closing IDR at this output to its POST answered.
-                debug!(seq, late, post_ms = started.elapsed().as_millis() as u64, latency_ms = cut.elapsed().as_millis() as u64, "segment posted");
+                debug!(seq, again, post_ms = started.elapsed().as_millis() as u64, latency_ms = cut.elapsed().as_millis() as u64, "segment posted");
                 self.status.send_modify(|s| {
                     s.state = TrackState::Sending;
                     s.segments_sent += 1;
                     s.bytes_sent += data.len() as u64;
-                    if late {
+                    if again {
                         s.retransmitted_segments += 1;
                     }
                 });
@@ -353,6 +358,158 @@ enum Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// (connection, body) of each request a [`serve`] server took.
+    type Seen = Arc<std::sync::Mutex<Vec<(usize, Vec<u8>)>>>;
+
+    /// A minimal HTTP/1.1 server on `listener`: the n-th request (from 0)
+    /// is answered `answer(n)`; 0 drops the connection unanswered.
+    fn serve(listener: TcpListener, answer: fn(usize) -> u16) -> Seen {
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        tokio::spawn(async move {
+            let mut conn_id = 0;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let s = s.clone();
+                let id = conn_id;
+                conn_id += 1;
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < end + 4 + len {
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = buf[end + 4..end + 4 + len].to_vec();
+                        buf.drain(..end + 4 + len);
+                        let n = {
+                            let mut v = s.lock().unwrap();
+                            v.push((id, body));
+                            v.len() - 1
+                        };
+                        let code = answer(n);
+                        if code == 0 {
+                            return;
+                        }
+                        let reply = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        seen
+    }
+
+    fn plan(port: u16) -> TrackPlan {
+        TrackPlan {
+            label: "d/r".into(),
+            name: "video-r".into(),
+            url: HttpUrl::parse(&format!("http://127.0.0.1:{port}/live")).unwrap(),
+            target: "/live/video-r".into(),
+            content_type: "video/mp4",
+            tls: None,
+            connect_timeout: Duration::from_secs(2),
+            answer_timeout: Duration::from_secs(2),
+            backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(50) },
+            forbidden_retries: 1,
+        }
+    }
+
+    fn segment(seq: u32) -> TrackInput {
+        TrackInput::Segment(Segment { seq, decode_time: u64::from(seq), start_ns: 0, duration_ns: 1, data: Bytes::from(format!("seg{seq}")), last: false })
+    }
+
+    async fn settle(status: &watch::Receiver<TrackStatus>, done: impl Fn(&TrackStatus) -> bool) -> TrackStatus {
+        for _ in 0..200 {
+            if done(&status.borrow()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        status.borrow().clone()
+    }
+
+    fn bodies(seen: &Seen) -> Vec<String> {
+        seen.lock().unwrap().iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_404_or_415_stops_the_track_at_once_with_the_reason() {
+        for (code, why) in [(404, "404 Not Found"), (415, "415 Unsupported Media Type")] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let seen = serve(listener, if code == 404 { |_| 404 } else { |_| 415 });
+            let (tx, task, status) = spawn(plan(port));
+            tx.send(TrackInput::Header(Bytes::from_static(b"hdr"))).await.unwrap();
+            tx.send(segment(1)).await.unwrap();
+            let s = settle(&status, |s| s.state == TrackState::Failed).await;
+            assert_eq!(s.state, TrackState::Failed);
+            assert!(s.last_error.as_deref().unwrap().contains(why), "{s:?}");
+            assert_eq!(bodies(&seen), ["hdr"], "no retry after {code}");
+            // The output is never blocked by a stopped track.
+            for n in 2..40 {
+                tx.send(segment(n)).await.unwrap();
+            }
+            drop(tx);
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_500_is_retried_on_the_same_connection_and_counted_as_retransmitted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = serve(listener, |n| if n == 1 { 500 } else { 200 });
+        let (tx, task, status) = spawn(plan(port));
+        tx.send(TrackInput::Header(Bytes::from_static(b"hdr"))).await.unwrap();
+        tx.send(segment(1)).await.unwrap();
+        tx.send(segment(2)).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let s = status.borrow().clone();
+        assert_eq!(bodies(&seen), ["hdr", "seg1", "seg1", "seg2"]);
+        assert!(seen.lock().unwrap().iter().all(|(c, _)| *c == 0), "one connection");
+        assert_eq!((s.state, s.segments_sent, s.retransmitted_segments, s.last_http_status), (TrackState::Stopped, 2, 1, Some(200)));
+    }
+
+    #[tokio::test]
+    async fn a_short_outage_resends_the_missed_segments_and_a_long_one_resumes_at_the_live_edge() {
+        for (missed, expect) in [(2u32, vec!["hdr", "seg1", "seg2", "seg3"]), (5, vec!["hdr", "seg6"])] {
+            // Nothing listens yet: the track retries while segments arrive.
+            let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+            let (tx, task, status) = spawn(plan(port));
+            tx.send(TrackInput::Header(Bytes::from_static(b"hdr"))).await.unwrap();
+            for n in 1..=missed {
+                tx.send(segment(n)).await.unwrap();
+            }
+            settle(&status, |s| s.reconnects >= 2).await;
+            let seen = serve(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), |_| 200);
+            tx.send(segment(missed + 1)).await.unwrap();
+            let s = settle(&status, |s| s.segments_sent as usize == expect.len() - 1).await;
+            drop(tx);
+            task.await.unwrap();
+            assert_eq!(bodies(&seen), expect, "after {missed} missed");
+            assert_eq!(s.segments_skipped, u64::from(missed + 1) - (expect.len() as u64 - 1));
+            assert_eq!(s.retransmitted_segments, 0, "never posted before: late, not again: {s:?}");
+        }
+    }
 
     #[test]
     fn answers_map_to_the_dash_if_rules() {
