@@ -19,6 +19,11 @@ use std::time::Duration;
 
 const GOP_FRAMES: usize = 30;
 
+/// How long each run streams: qemu-user takes seconds to start the pipeline.
+fn run_seconds() -> u32 {
+    if emulated() { 14 } else { 9 }
+}
+
 /// (name, width, height, kbit/s): two rungs, smaller under qemu.
 fn ladder() -> &'static [(&'static str, u32, u32, u32)] {
     if emulated() { &[("r180", 320, 180, 300), ("r90", 160, 90, 150)] } else { &[("r360", 640, 360, 800), ("r180", 320, 180, 300)] }
@@ -177,8 +182,7 @@ fn every_track_posts_its_cmaf_header_then_one_gop_a_post_and_ffprobe_and_pymp4_a
     let rx = HttpReceiver::start();
     let url = rx.url("/live/ch1").replace("http://", "http://ingest:pa55SECRET@");
     let config = format!("{}[[destination]]\nname = \"origin\"\nprotocol = \"cmaf\"\nurl = \"{url}\"\ntrack_path = \"Streams({{track}})\"\n", ladder_toml());
-    let seconds = 8;
-    let logs = run_fieldcast(dir.path(), &config, seconds);
+    let logs = run_fieldcast(dir.path(), &config, run_seconds());
     assert!(!logs.contains("pa55SECRET"), "a credential in the log:\n{logs}");
 
     let all = rx.requests();
@@ -235,7 +239,7 @@ fn a_dropped_connection_and_a_412_recover_without_a_gap_and_a_403_stops_only_its
         rx.url("/a"),
         rx.url("/b"),
     );
-    let logs = run_fieldcast(dir.path(), &config, 9);
+    let logs = run_fieldcast(dir.path(), &config, run_seconds());
 
     // Dropped: a new connection, the header again, then the same segment.
     let d = rx.requests_to(&dropped);
