@@ -71,6 +71,8 @@ pub struct Session {
     pub recorders: Vec<Recorder>,
     /// This session's recording folder, `<dir>/<UTC start>`, if recording.
     pub recording_dir: Option<std::path::PathBuf>,
+    /// Adaptive bitrate's sampler (holds the outputs' senders: ended first at stop).
+    adaptive: Option<JoinHandle<()>>,
 }
 
 /// Resolves the input format and plans the ladder (no GStreamer pipeline yet).
@@ -103,6 +105,25 @@ pub fn assumed_format(config: &Config) -> plan::SourceFormat {
         _ => crate::config::Fps { num: 30, den: 1 },
     };
     plan::SourceFormat { width: top.width, height: top.height, fps }
+}
+
+/// Adaptive bitrate for the session's outputs, when the config wants it
+/// and the board's encoder can follow (else it says so, once).
+fn spawn_adaptive(config: &Config, plan: &Plan, pipeline: &PipelineHandle, egress: &[OutputHandle]) -> Option<JoinHandle<()>> {
+    let min_ratio = config.egress.adaptive?;
+    if egress.is_empty() {
+        return None;
+    }
+    if !pipeline.bitrates.live() {
+        warn!(board = %plan.board, "adaptive bitrate is off: this board's encoder cannot change its bitrate while playing (board profile: encoder.bitrate.live)");
+        return None;
+    }
+    let outputs = egress
+        .iter()
+        .map(|e| egress::adaptive::Watched { label: e.label.clone(), rung: e.rung.clone(), status: e.status.clone(), sender: e.sender.clone() })
+        .collect();
+    let items_per_s = plan.format.fps.as_f64() + f64::from(plan.audio.sample_rate) / 1024.0;
+    Some(egress::adaptive::spawn(outputs, pipeline.bitrates.clone(), min_ratio, u64::from(plan.audio.bitrate_bps), items_per_s))
 }
 
 /// How long the pipeline waits for the channel before starting anyway.
@@ -195,14 +216,16 @@ impl Session {
                 return Err(e.into());
             }
         };
+        let adaptive = spawn_adaptive(config, &plan, &pipeline, &egress);
         info!(
             board = %plan.board,
             rungs = plan.rungs.len(),
             outputs = plan.outputs.len(),
             recording = ?recording_dir,
+            adaptive = adaptive.is_some(),
             "session started"
         );
-        Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir })
+        Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir, adaptive })
     }
 
     /// Applies new rung bitrates to the running session (a live
@@ -227,7 +250,11 @@ impl Session {
     /// Stops the pipeline, then waits (bounded) for every output to close:
     /// at most [`PIPELINE_STOP`] + [`RECORDING_CLOSE`] (11 s) in all.
     pub async fn stop(self) {
-        let Session { pipeline, egress, recorders, .. } = self;
+        let Session { pipeline, egress, recorders, adaptive, .. } = self;
+        if let Some(a) = adaptive {
+            a.abort();
+            let _ = a.await;
+        }
         // Bounded: a wedged GStreamer element must not keep the box from stopping.
         if tokio::time::timeout(PIPELINE_STOP, pipeline.stop()).await.is_err() {
             warn!(bound_s = PIPELINE_STOP.as_secs(), "the pipeline did not stop in time; continuing without it");

@@ -135,6 +135,10 @@ pub struct RawEgress {
     pub reconnect_initial_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    /// Adaptive bitrate: the whole ladder steps down when an output's send queue grows.
+    pub adaptive: Option<bool>,
+    /// The lowest fraction of each rung's target the ladder steps down to.
+    pub min_ratio: Option<f64>,
 }
 
 /// What goes out while the capture delivers nothing.

@@ -89,6 +89,9 @@ fn each_bad_value_is_refused_with_an_error_naming_its_field() {
     refused("[recording]\nformat = \"avi\"\n", "recording.format", "expected one of: mp4, mkv");
     refused("[recording]\nrungs = [\"1080p\", \"4k\"]\n", "recording.rungs[1]", "is not the name of a rung");
     refused("[egress]\nreconnect_initial_ms = 500\nreconnect_max_ms = 100\n", "egress.reconnect_max_ms", "at least");
+    refused("[egress]\nmin_ratio = 0.01\n", "egress.min_ratio", "is outside 0.05..1");
+    refused("[egress]\nmin_ratio = 1.5\n", "egress.min_ratio", "is outside 0.05..1");
+    refused("[egress]\nmin_ratio = \"half\"\n", "egress.min_ratio", "expected");
     refused("device_id = \"box/1\"\n", "device_id", "used in MQTT topics");
 }
 

@@ -301,6 +301,8 @@ pub struct EgressOptions {
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
     pub connect_timeout: Duration,
+    /// Adaptive bitrate on: `min_ratio` of each rung's target at the lowest.
+    pub adaptive: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -552,12 +552,20 @@ fn egress(g: RawEgress, e: &mut Errors) -> EgressOptions {
     if !(500..=60_000).contains(&timeout) {
         e.add("egress.connect_timeout_ms", "is outside 500..60000");
     }
+    let min_ratio = g.min_ratio.unwrap_or(MIN_RATIO_DEFAULT);
+    if !(MIN_RATIO_RANGE.0..=MIN_RATIO_RANGE.1).contains(&min_ratio) {
+        e.add("egress.min_ratio", format!("is outside {}..{} (a fraction of each rung's bitrate)", MIN_RATIO_RANGE.0, MIN_RATIO_RANGE.1));
+    }
     EgressOptions {
         reconnect_initial: Duration::from_millis(initial),
         reconnect_max: Duration::from_millis(max),
         connect_timeout: Duration::from_millis(timeout),
+        adaptive: g.adaptive.unwrap_or(true).then_some(min_ratio),
     }
 }
+
+pub const MIN_RATIO_DEFAULT: f64 = 0.25;
+pub const MIN_RATIO_RANGE: (f64, f64) = (0.05, 1.0);
 
 pub const INPUT_LOSS_MS_RANGE: (u64, u64) = (100, 10_000);
 pub const REPEAT_FRAME_MS_MAX: u64 = 60_000;

@@ -10,6 +10,7 @@
 //! slower than real time) the sender drops media until the next video
 //! keyframe, so the channel never holds a backlog that would later be burst.
 
+pub mod adaptive;
 pub mod cmaf;
 pub mod failover;
 pub mod flv;
@@ -87,6 +88,12 @@ impl MediaSender {
             stats: Arc::new(SenderStats::default()),
         };
         (sender, rx)
+    }
+
+    /// Items waiting in the channel for the actor (a rising level: the
+    /// output cannot send as fast as the pipeline encodes).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Offers one item; returns false when it was dropped.

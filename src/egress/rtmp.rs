@@ -435,8 +435,10 @@ async fn publish(
                     let pts_ms = feed.start_ns().unwrap_or(0) / 1_000_000;
                     info!(pts_ms, "first video frame sent (a keyframe)");
                 }
+                let queued = conn.unsent_bytes();
                 status.send_modify(|s| {
                     s.bytes_sent = bytes_before + conn.bytes_written;
+                    s.queued_bytes = queued;
                     s.video_frames_sent += video;
                     s.audio_frames_sent += audio;
                     s.media_discarded += u64::from(!accepted);
@@ -445,6 +447,7 @@ async fn publish(
         }
     };
     feed.end_publish();
+    status.send_modify(|s| s.queued_bytes = 0);
     if result.is_ok() {
         let written = conn.close().await;
         status.send_modify(|s| s.bytes_sent = bytes_before + written);

@@ -34,6 +34,9 @@ pub struct EgressStatus {
     pub reconnects: u32,
     /// The latest failure, redacted.
     pub last_error: Option<String>,
+    /// Bytes handed to the connection and not sent yet (RTMP: the TCP
+    /// socket's unsent queue); what adaptive bitrate watches.
+    pub queued_bytes: u64,
     /// SRT outputs only: the sender's own statistics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtStats>,
@@ -80,6 +83,7 @@ impl EgressStatus {
             media_discarded: 0,
             reconnects: 0,
             last_error: None,
+            queued_bytes: 0,
             srt: None,
             cmaf: None,
         }

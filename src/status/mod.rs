@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub reason: Option<Reason>,
     /// `None` without a session.
     pub input: Option<wire::Input>,
+    /// The ladder's adaptive factor; `None` without a session.
+    pub ladder_factor: Option<f64>,
     pub rungs: Vec<wire::Rung>,
     pub destinations: Vec<wire::Destination>,
     pub recording: Vec<wire::Recording>,
@@ -73,6 +75,7 @@ impl Snapshot {
             state: self.state,
             reason: self.reason.as_ref().map(ToString::to_string),
             input: self.input.clone(),
+            ladder_factor: self.ladder_factor,
             rungs: self.rungs.clone(),
             destinations: self.destinations.clone(),
             recording: self.recording.clone(),

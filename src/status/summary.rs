@@ -103,8 +103,9 @@ mod tests {
                 frames_skipped: 0,
                 slate_frames: 0,
             }),
-            rungs: vec![Rung { name: "720p".into(), width: 1280, height: 720, target_kbps: 3000, bitrate_kbps: 2987.4, fps: 30.0, frames: 900, bytes: 1, keyframes: 15, frames_dropped: 0, encoder_queue: Some(0) }],
-            destinations: vec![Destination { name: "primary".into(), rung: "720p".into(), endpoint: "primary".into(), state: OutputState::Reconnecting, bytes_sent: 0, video_frames_sent: 0, reconnects: 1, frames_dropped: 0, last_error: None, srt: None, cmaf: None }],
+            ladder_factor: Some(1.0),
+            rungs: vec![Rung { name: "720p".into(), width: 1280, height: 720, target_kbps: 3000, current_kbps: 3000, bitrate_kbps: 2987.4, fps: 30.0, frames: 900, bytes: 1, keyframes: 15, frames_dropped: 0, encoder_queue: Some(0) }],
+            destinations: vec![Destination { name: "primary".into(), rung: "720p".into(), endpoint: "primary".into(), state: OutputState::Reconnecting, bytes_sent: 0, video_frames_sent: 0, reconnects: 1, frames_dropped: 0, send_queue_bytes: 0, last_error: None, srt: None, cmaf: None }],
             recording: vec![],
             system: SystemSample { process_cpu_percent: Some(43.2), rss_bytes: Some(139_000_000), ..Default::default() },
         };

@@ -221,6 +221,9 @@ pub struct Telemetry {
     pub reason: Option<String>,
     /// `null` while idle.
     pub input: Option<Input>,
+    /// Adaptive bitrate: every encoder runs at this fraction of its rung's
+    /// target (1.0: at the targets); `null` while idle.
+    pub ladder_factor: Option<f64>,
     pub rungs: Vec<Rung>,
     pub destinations: Vec<Destination>,
     pub recording: Vec<Recording>,
@@ -260,6 +263,8 @@ pub struct Rung {
     pub width: u32,
     pub height: u32,
     pub target_kbps: u64,
+    /// What the encoder is set to now: the target x `ladder_factor`.
+    pub current_kbps: u64,
     /// Measured out of the encoder over the tick.
     pub bitrate_kbps: f64,
     pub fps: f64,
@@ -299,6 +304,9 @@ pub struct Destination {
     pub video_frames_sent: u64,
     pub reconnects: u32,
     pub frames_dropped: u64,
+    /// Media written and not sent yet (RTMP: the TCP socket's unsent
+    /// queue); a level that grows means a congested uplink.
+    pub send_queue_bytes: u64,
     /// Redacted.
     pub last_error: Option<String>,
     /// SRT outputs only (absent for RTMP).

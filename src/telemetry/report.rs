@@ -41,6 +41,7 @@ impl Reporter {
             state,
             reason,
             input: None,
+            ladder_factor: None,
             rungs: Vec::new(),
             destinations: Vec::new(),
             recording: Vec::new(),
@@ -74,6 +75,8 @@ impl Reporter {
             frames_skipped: stats.frames_skipped.load(Ordering::Relaxed),
             slate_frames: stats.slate_frames.load(Ordering::Relaxed),
         });
+        out.ladder_factor = Some(s.pipeline.bitrates.factor());
+        let rates = s.pipeline.bitrates.rates();
         let mut rung_marks = HashMap::new();
         for r in &s.plan.rungs {
             let Some(st) = stats.rung(&r.name) else { continue };
@@ -90,6 +93,7 @@ impl Reporter {
                 width: r.width,
                 height: r.height,
                 target_kbps: r.bitrate_bps / 1000,
+                current_kbps: rates.iter().find(|x| x.rung == r.name).map_or(r.bitrate_bps, |x| x.current_bps) / 1000,
                 bitrate_kbps: round1((bytes - b0) as f64 * 8.0 / 1000.0 / secs),
                 fps: round2((frames - f0) as f64 / secs),
                 frames,
@@ -114,6 +118,7 @@ impl Reporter {
                     video_frames_sent: st.video_frames_sent,
                     reconnects: st.reconnects,
                     frames_dropped: st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
+                    send_queue_bytes: st.queued_bytes,
                     last_error: st.last_error.clone(),
                     srt: st.srt.as_ref().map(srt_stats),
                     cmaf: st.cmaf.as_ref().map(cmaf_stats),

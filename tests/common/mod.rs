@@ -13,6 +13,7 @@ pub mod http_receiver;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_stall;
+pub mod netns;
 pub mod nginx;
 pub mod source;
 pub mod srt;

@@ -50,13 +50,14 @@ pub(crate) struct Connection {
     metadata: Option<StreamMetadata>,
     /// Bytes written to the socket (handshake included).
     pub bytes_written: u64,
+    queue: transport::SendQueue,
 }
 
 impl Connection {
     /// Opens the transport and runs the whole setup up to `NetStream.Publish.Start`.
     /// The caller bounds it with the connect timeout.
     pub async fn publish(req: Request<'_>) -> Result<Connection, EgressError> {
-        let mut io = transport::open(req.url, req.tls).await?;
+        let (mut io, queue) = transport::open(req.url, req.tls).await?;
         let (remaining, handshake_bytes) = handshake(&mut io).await?;
 
         let mut config = ClientSessionConfig::new();
@@ -71,6 +72,7 @@ impl Connection {
             redactor: req.redactor.clone(),
             metadata: None,
             bytes_written: handshake_bytes,
+            queue,
         };
         conn.apply(initial).await?;
         let results = conn.session.handle_input(&remaining).map_err(EgressError::Session)?;
@@ -87,6 +89,11 @@ impl Connection {
         conn.apply(vec![publish]).await?;
         conn.await_milestone(Milestone::Publishing, &mut seen).await?;
         Ok(conn)
+    }
+
+    /// Bytes written but not sent yet (the socket's send queue, beyond what is in flight).
+    pub fn unsent_bytes(&self) -> u64 {
+        self.queue.bytes().unwrap_or(0)
     }
 
     /// What `onMetaData` says for this publish; sent when the feed asks

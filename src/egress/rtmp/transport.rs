@@ -35,14 +35,15 @@ pub enum TransportError {
 
 /// Opens TCP (with `TCP_NODELAY`: media is already paced by the pipeline) and,
 /// for `rtmps://`, the TLS session on top.
-pub(crate) async fn open(url: &RtmpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Box<dyn Io>, TransportError> {
+pub(crate) async fn open(url: &RtmpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<(Box<dyn Io>, SendQueue), TransportError> {
     let tcp = TcpStream::connect((url.host(), url.port()))
         .await
         .map_err(|source| TransportError::Tcp { url: url.clone(), source })?;
+    let queue = SendQueue(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     // Nagle only adds latency to small audio messages; failure to set it is harmless.
     let _ = tcp.set_nodelay(true);
     match (url.scheme(), tls) {
-        (Scheme::Rtmp, _) => Ok(Box::new(tcp)),
+        (Scheme::Rtmp, _) => Ok((Box::new(tcp), queue)),
         (Scheme::Rtmps, config) => {
             let config = match config {
                 Some(c) => c.clone(),
@@ -55,7 +56,28 @@ pub(crate) async fn open(url: &RtmpUrl, tls: Option<&Arc<ClientConfig>>) -> Resu
                 .connect(name, tcp)
                 .await
                 .map_err(|source| TransportError::Tls { url: url.clone(), source })?;
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), queue))
         }
+    }
+}
+
+/// The kernel's send queue of the connection's TCP socket: bytes written
+/// but not sent yet (TCP's congestion window holds them back: what a
+/// congested uplink cannot carry). Bytes in flight are not counted, so a
+/// long round trip alone does not look like congestion. Valid while the
+/// stream it came from is open.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SendQueue(std::os::fd::RawFd);
+
+/// linux/sockios.h: unsent bytes of a TCP socket (the same on every arch).
+const SIOCOUTQNSD: u32 = 0x894B;
+
+impl SendQueue {
+    pub fn bytes(&self) -> Option<u64> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQNSD writes one int; the fd belongs to the open
+        // stream this queue was taken from (the caller owns both).
+        let r = unsafe { libc::ioctl(self.0, SIOCOUTQNSD as _, &mut n) };
+        (r == 0).then_some(n.max(0) as u64)
     }
 }
