@@ -63,6 +63,25 @@ impl BackoffSchedule {
     }
 }
 
+/// While a server cannot be reached, a new attempt at least this often
+/// (jittered in its upper half): a channel that comes back is reached again
+/// within half a second. Refusals take the capped backoff instead.
+pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(400);
+
+/// The wait before an output's next attempt: a `refusal` (bad key or
+/// passphrase, TLS trust, a rejected stream id: it will not fix itself)
+/// takes the capped backoff; an unreachable server a short jittered wait
+/// (and the refusal sequence starts over).
+pub fn retry_delay(refusal: bool, schedule: &mut BackoffSchedule) -> Duration {
+    if refusal {
+        schedule.next_delay()
+    } else {
+        schedule.reset();
+        let half = UNREACHABLE_RETRY / 2;
+        half + Duration::from_nanos(rand::thread_rng().gen_range(0..=half.as_nanos() as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

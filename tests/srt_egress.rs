@@ -218,3 +218,84 @@ fn a_listener_output_serves_the_receiver_that_dials_in() {
     judge(&out, rung, "pulled from the listener");
     assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
 }
+
+/// When the UDP `port` is bound on this machine (the receiver accepts from then on).
+fn udp_bound(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| std::fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| {
+        l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&hex))
+    }))
+}
+
+/// The wall-clock time at the start of a log line (`2026-12-02T00:35:44.299389Z ...`).
+fn logged_at(line: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339(line.split_whitespace().next()?).ok()
+}
+
+#[test]
+fn a_receiver_killed_and_restarted_on_its_port_gets_the_stream_back_at_once_on_the_same_timeline() {
+    if !libsrt_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rung = if emulated() { ("r180", 320, 180, 300) } else { LADDER[0] };
+    let mut before = SrtReceiver::start(Kind::Ffmpeg, dir.path(), "before", Some(PASSPHRASE));
+    let port = before.port;
+    let config = format!(
+        "[source]\nkind = \"test\"\nwidth = {w}\nheight = {h}\npattern = \"ball\"\n[ladder]\ngop_seconds = 1\n\
+         rungs = [{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}]\n[recording]\nenabled = false\n{srt}",
+        n = rung.0,
+        w = rung.1,
+        h = rung.2,
+        k = rung.3,
+        srt = srt_destination("channel", &before.url(), rung.0, PASSPHRASE),
+    );
+    let mut after = None;
+    let mut accepting_at = None;
+    let logs = run_fieldcast(dir.path(), &config, 20, || {
+        // ffmpeg probes its input for up to 5 s before it writes a byte.
+        std::thread::sleep(Duration::from_secs(8));
+        assert!(before.is_running(), "the SRT receiver ended early:\n{}", before.log());
+        before.kill();
+        // Gone for 2 s: several connect attempts meet nobody.
+        std::thread::sleep(Duration::from_secs(2));
+        let spawned = std::time::SystemTime::now();
+        let r = SrtReceiver::start_on(Kind::Ffmpeg, port, dir.path(), "after", Some(PASSPHRASE));
+        // When it accepts: its bind, seen in the kernel's table (polled;
+        // if it is there already, the spawn: an upper bound on the delay).
+        let bound_already = udp_bound(port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !udp_bound(port) {
+            assert!(std::time::Instant::now() < deadline, "the restarted receiver never bound its port");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        accepting_at = Some(if bound_already { spawned } else { std::time::SystemTime::now() });
+        after = Some(r);
+    });
+    let mut after = after.unwrap();
+    after.finish();
+    before.finish();
+    let accepting_at = accepting_at.unwrap();
+    let reconnected = logs
+        .lines()
+        .filter(|l| l.contains("connected; media starts"))
+        .filter_map(logged_at)
+        .find(|t| *t > accepting_at)
+        .unwrap_or_else(|| panic!("no connection after the receiver came back; log:\n{logs}"));
+    let delay = reconnected.duration_since(accepting_at).unwrap_or_default();
+    eprintln!("SRT: connected {} ms after the restarted receiver bound its port", delay.as_millis());
+    // RTMP is back within 0.5 s (tests/encoder_e2e.rs); SRT's handshake,
+    // paced by libsrt, has taken 0.3 to 1.3 s here once the receiver is up.
+    let bound = if emulated() { Duration::from_millis(3000) } else { Duration::from_millis(2000) };
+    assert!(delay <= bound, "SRT reconnected {delay:?} after the receiver came back (bound {bound:?}); log:\n{logs}");
+    // The receiver that was killed left a file cut mid-packet: its keyframes only.
+    let k1: Vec<f64> = video_packets(&before.out).iter().filter(|p| p.keyframe).map(|p| p.pts).collect();
+    assert!(k1.len() >= 2, "before the restart: keyframes {k1:?}");
+    let k2 = judge(&after.out, rung, "after the restart");
+    let (last, first) = (*k1.last().unwrap(), k2[0]);
+    assert!(first > last, "the timeline went back: {first} after {last}");
+    // The grid goes on: the first keyframe after the restart is a whole number of GOPs later.
+    let gops = first - last;
+    assert!((gops - gops.round()).abs() < 0.01 && gops.round() >= 2.0, "keyframe grid broken across the restart: {last} -> {first}");
+    assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
+}

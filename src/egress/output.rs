@@ -51,9 +51,8 @@ pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failo
             let (task, status) = rtmp::spawn_declared(p.clone(), rx, gates.member(&gate), standby, Some(declared_rx));
             (task, status, Some(declared))
         }
-        // SRT outputs do not share a resume gate yet: each resumes at its own next keyframe.
         OutputPlan::Srt(p) => {
-            let (task, status) = srt::spawn(p.clone(), rx, standby);
+            let (task, status) = srt::spawn(p.clone(), rx, gates.member(&gate), standby);
             (task, status, None)
         }
         // CMAF destinations have no backup endpoint (refused by the config);

@@ -233,10 +233,7 @@ async fn next_declared(declared: &mut Option<watch::Receiver<u32>>) -> u32 {
     std::future::pending().await
 }
 
-/// While the server cannot be reached, a new attempt at least this often
-/// (jittered in its upper half): a channel that comes back is published to
-/// again within half a second.
-pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(400);
+pub use crate::backoff::UNREACHABLE_RETRY;
 
 impl EgressError {
     /// A refusal (bad key, app or token, TLS trust, protocol) will not fix
@@ -257,16 +254,8 @@ impl EgressError {
     }
 }
 
-/// The wait before the next attempt: a refusal takes the capped backoff,
-/// an unreachable server a short jittered wait (the refusal schedule restarts).
 fn retry_delay(failure: &EgressError, schedule: &mut crate::backoff::BackoffSchedule) -> Duration {
-    if failure.is_refusal() {
-        schedule.next_delay()
-    } else {
-        schedule.reset();
-        let half = UNREACHABLE_RETRY / 2;
-        half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
-    }
+    crate::backoff::retry_delay(failure.is_refusal(), schedule)
 }
 
 #[instrument(name = "rtmp_egress", skip_all, fields(egress = %target.label, url = %target.url))]

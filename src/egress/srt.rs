@@ -1,9 +1,12 @@
 //! SRT output: one actor per (destination, rung) sending MPEG-TS over SRT
 //! (libsrt, see [`ffi`]). As caller it dials the receiver; as listener it
 //! waits on its port for a receiver to pull. Each connection gets a fresh
-//! muxer ([`mux`]) that starts at the next keyframe with the encoder's own
+//! muxer ([`mux`]) that starts at a keyframe with the encoder's own
 //! timestamps, so a reconnect continues the timeline and never bursts old
 //! media: while no connection is up the channel is drained and discarded.
+//! The rungs of one destination start on the same IDR ([`super::resume`]);
+//! an unreachable receiver is tried again within half a second, a refusal
+//! with the capped backoff.
 //!
 //! A refused handshake says why on this output only (wrong passphrase,
 //! encryption on one side only, stream id refused); secrets (passphrase,
@@ -16,6 +19,7 @@ pub use mux::TsFormat;
 
 use super::Media;
 use super::failover::FailoverMember;
+use super::resume::ResumeMember;
 use super::status::{EgressState, EgressStatus, SrtStats};
 use crate::backoff::Backoff;
 use crate::config::url::SrtUrl;
@@ -36,14 +40,26 @@ use tracing::{info, instrument, warn};
 /// A connection that stayed up this long proves the path healthy: the
 /// next failure starts the backoff from its initial delay again.
 const STABLE: Duration = Duration::from_secs(10);
-/// How often the sender's statistics are read into the status.
-const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often the sender's statistics are read into the status (and the
+/// receiver's acknowledgements checked).
+const STATS_EVERY: Duration = Duration::from_millis(250);
 /// How long a clean close waits for the muxer's and libsrt's last packets.
 const DRAIN: Duration = Duration::from_millis(600);
 /// The longest a clean close lingers for the receiver's latency window.
 const LINGER_MAX: Duration = Duration::from_millis(1500);
 /// A send that cannot hand its data to libsrt for this long fails the connection.
 const SEND_TIMEOUT_MS: i32 = 3000;
+
+/// How long the receiver may stay silent while we send before the
+/// connection counts as lost: a live receiver acknowledges every 10 ms, so
+/// no acknowledgement for its latency plus half a second means it is gone
+/// (killed, rebooted, its link down), and the sooner that is known the
+/// sooner a restarted receiver gets the stream back. libsrt itself gives up
+/// only after about 5 s (16 expiry periods), whatever its peer-idle option
+/// says; that is the upper bound here too.
+fn peer_idle_ms(latency_ms: u32) -> i32 {
+    (latency_ms.saturating_add(500)).clamp(1500, 5000) as i32
+}
 
 /// One SRT output, frozen at session start. `Debug` and `Serialize` hide
 /// the passphrase and the stream id.
@@ -127,7 +143,13 @@ pub enum SrtOutputError {
     #[error("the receiver at {url} rejected the stream id (code {code}{})", reject_name(*.code).map(|n| format!(", {n}")).unwrap_or_default())]
     StreamIdRejected { url: SrtUrl, code: i32 },
     #[error("the receiver at {url} refused the connection: {reason}")]
-    Rejected { url: SrtUrl, reason: String },
+    Rejected {
+        url: SrtUrl,
+        reason: String,
+        /// The refusal follows from a setting (API, version, congestion
+        /// control, the peer's decision), not from a moment's load.
+        permanent: bool,
+    },
     #[error("connecting to {url} failed: {source}")]
     Connect { url: SrtUrl, source: SrtError },
     #[error("cannot listen on {url}: {source}")]
@@ -136,6 +158,8 @@ pub enum SrtOutputError {
     Lost(SrtError),
     #[error("the connection broke")]
     Broken,
+    #[error("the receiver went silent (no acknowledgement for {after:?})")]
+    Silent { after: Duration },
     #[error("{0}")]
     Muxer(String),
 }
@@ -143,8 +167,24 @@ pub enum SrtOutputError {
 impl SrtOutputError {
     /// A refusal the receiver will repeat until someone changes a setting.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, SrtOutputError::BadPassphrase { .. } | SrtOutputError::Unsecure { .. } | SrtOutputError::StreamIdRejected { .. })
+        matches!(
+            self,
+            SrtOutputError::BadPassphrase { .. }
+                | SrtOutputError::Unsecure { .. }
+                | SrtOutputError::StreamIdRejected { .. }
+                | SrtOutputError::Rejected { permanent: true, .. }
+        )
     }
+}
+
+/// Whether libsrt's reject reason (`SRT_REJ_*`) comes from a setting that
+/// will not change by itself: the peer's own decision (2), a rogue or
+/// malformed handshake (4), an internal error (6), the SRT version (8), the
+/// message/stream API (12), congestion control (13), packet filter (14),
+/// groups (15), crypto mode (17). Load, backlog, closing, timeouts and
+/// unknown reasons are worth a quick retry.
+fn permanent_rejection(reason: i32) -> bool {
+    matches!(reason, 2 | 4 | 6 | 8 | 12..=15 | 17)
 }
 
 /// Names of the receiver's access-control codes (SRT's `SRT_REJX_*`).
@@ -166,11 +206,16 @@ fn reject_name(code: i32) -> Option<&'static str> {
 
 /// Starts the output for `plan`, reading media from `rx`; it ends once
 /// every sender of `rx` is dropped.
-pub fn spawn(plan: SrtPlan, rx: mpsc::Receiver<Media>, standby: Option<FailoverMember>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+pub fn spawn(
+    plan: SrtPlan,
+    rx: mpsc::Receiver<Media>,
+    member: ResumeMember,
+    standby: Option<FailoverMember>,
+) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let mut initial = EgressStatus::new(plan.label.clone());
     initial.srt = Some(SrtStats::default());
     let (status_tx, status_rx) = watch::channel(initial);
-    (tokio::spawn(run(plan, rx, status_tx, standby)), status_rx)
+    (tokio::spawn(run(plan, rx, status_tx, member, standby)), status_rx)
 }
 
 /// Codec configurations, kept across connections (sent once by the pipeline).
@@ -193,7 +238,13 @@ impl Configs {
 }
 
 #[instrument(name = "srt_egress", skip_all, fields(egress = %plan.label, url = %plan.url))]
-async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>, standby: Option<FailoverMember>) {
+async fn run(
+    plan: SrtPlan,
+    mut rx: mpsc::Receiver<Media>,
+    status: watch::Sender<EgressStatus>,
+    mut member: ResumeMember,
+    standby: Option<FailoverMember>,
+) {
     let plan = Arc::new(plan);
     let mut configs = Configs::default();
     let mut schedule = plan.backoff.schedule();
@@ -203,13 +254,13 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
             status.send_modify(|s| s.state = EgressState::Standby);
             tokio::select! {
                 () = f.until_active() => info!("this endpoint is now the active one"),
-                () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+                () = discard_until_closed(&mut rx, &mut configs, &status, &mut member) => break,
             }
         }
         let connected = tokio::select! {
             r = connect(&plan, &mut listener) => r,
             // The pipeline is gone while we were connecting: nothing left to send.
-            () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+            () = discard_until_closed(&mut rx, &mut configs, &status, &mut member) => break,
         };
         let was_up = connected.is_ok();
         let failure = match connected {
@@ -218,7 +269,10 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
                 if let Some(f) = &standby {
                     f.up();
                 }
-                match stream(&plan, socket, &mut rx, &mut configs, &status).await {
+                member.set_ready(true, std::time::Instant::now());
+                let streamed = stream(&plan, socket, &mut rx, &mut configs, &status, &mut member).await;
+                member.set_ready(false, std::time::Instant::now());
+                match streamed {
                     Ok(()) => break,
                     Err(e) => {
                         if since.elapsed() >= STABLE {
@@ -233,7 +287,7 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
         if standby.as_ref().is_some_and(|f| f.failed(was_up)) {
             warn!(failed = %plan.endpoint.as_str(), "the active endpoint has been failing for the failover delay: switching the destination to the other one");
         }
-        let delay = schedule.next_delay();
+        let delay = crate::backoff::retry_delay(failure.is_refusal(), &mut schedule);
         let message = super::status::error_chain(&failure);
         if failure.is_refusal() {
             warn!(error = %message, retry_in = ?delay, "SRT output refused by the receiver; retrying will not help until a setting changes");
@@ -250,7 +304,7 @@ async fn run(plan: SrtPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = discard_until_closed(&mut rx, &mut configs, &status) => break,
+            () = discard_until_closed(&mut rx, &mut configs, &status, &mut member) => break,
         }
     }
     // Wakes a thread still waiting in `accept` and frees the port.
@@ -273,6 +327,7 @@ fn configure(plan: &SrtPlan, s: &Socket) -> Result<(), SrtError> {
     s.set_int(ffi::SRTO_LATENCY, plan.latency_ms as i32)?;
     s.set_int(ffi::SRTO_CONNTIMEO, plan.connect_timeout.as_millis().min(i32::MAX as u128) as i32)?;
     s.set_int(ffi::SRTO_SNDTIMEO, SEND_TIMEOUT_MS)?;
+    s.set_int(ffi::SRTO_PEERIDLETIMEO, peer_idle_ms(plan.latency_ms))?;
     if let Some(p) = &plan.passphrase {
         s.set_str(ffi::SRTO_PASSPHRASE, p.expose())?;
         s.set_int(ffi::SRTO_PBKEYLEN, plan.pbkeylen as i32)?;
@@ -340,9 +395,11 @@ fn classify(plan: &SrtPlan, socket: &Socket, e: SrtError) -> SrtOutputError {
         ffi::SRT_REJ_UNSECURE => SrtOutputError::Unsecure { url },
         ffi::SRT_REJ_TIMEOUT => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
         r if r >= ffi::SRT_REJC_PREDEFINED => SrtOutputError::StreamIdRejected { url, code: r },
-        ffi::SRT_REJ_PEER => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason) },
+        ffi::SRT_REJ_PEER => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason), permanent: true },
         _ if e.code == ffi::SRT_ENOSERVER => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
-        _ if e.code == ffi::SRT_ECONNREJ => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason) },
+        _ if e.code == ffi::SRT_ECONNREJ => {
+            SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason), permanent: permanent_rejection(reason) }
+        }
         _ => SrtOutputError::Connect { url, source: e },
     }
 }
@@ -354,14 +411,16 @@ async fn stream(
     rx: &mut mpsc::Receiver<Media>,
     configs: &mut Configs,
     status: &watch::Sender<EgressStatus>,
+    member: &mut ResumeMember,
 ) -> Result<(), SrtOutputError> {
     status.send_modify(|s| s.state = EgressState::Publishing);
-    info!("connected; media starts at the next keyframe");
+    info!("connected; media starts at the destination's next common keyframe");
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let bytes_before = status.borrow().bytes_sent;
     let mut muxer: Option<TsMuxer> = None;
     let mut started = false;
     let mut stats = tokio::time::interval(STATS_EVERY);
+    let mut silence = Silence::new(Duration::from_millis(peer_idle_ms(plan.latency_ms) as u64));
     let result = loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -379,6 +438,9 @@ async fn stream(
                             update_stats(srt, &p);
                         }
                     });
+                    if let Some(after) = silence.check(p.pktSentTotal, i64::from(p.pktRecvACKTotal), Instant::now()) {
+                        break Err(SrtOutputError::Silent { after });
+                    }
                 }
                 if !up {
                     break Err(SrtOutputError::Broken);
@@ -401,7 +463,8 @@ async fn stream(
                         if muxer.as_ref().is_some_and(TsMuxer::over_limit) {
                             started = false;
                         }
-                        if !started && !v.keyframe {
+                        let may_start = member.observe(v.pts_ns, v.keyframe, std::time::Instant::now());
+                        if !started && !may_start {
                             false
                         } else {
                             if muxer.is_none() {
@@ -415,7 +478,7 @@ async fn stream(
                                 }
                             }
                             if !started {
-                                info!("first video frame sent (a keyframe)");
+                                info!(pts_ms = v.pts_ns / 1_000_000, "first video frame sent (a keyframe)");
                             }
                             started = true;
                             let m = muxer.as_ref().expect("built above");
@@ -484,6 +547,32 @@ async fn stream(
     result
 }
 
+/// Watches the receiver's acknowledgements while we send: `check` says how
+/// long it has been silent once that passes the limit.
+struct Silence {
+    limit: Duration,
+    sent: i64,
+    acks: i64,
+    since: Option<Instant>,
+}
+
+impl Silence {
+    fn new(limit: Duration) -> Silence {
+        Silence { limit, sent: 0, acks: 0, since: None }
+    }
+
+    fn check(&mut self, sent: i64, acks: i64, now: Instant) -> Option<Duration> {
+        let sending = sent > self.sent;
+        if acks > self.acks || !sending {
+            self.since = None;
+        } else {
+            self.since.get_or_insert(now);
+        }
+        (self.sent, self.acks) = (sent, acks);
+        self.since.map(|t| now - t).filter(|d| *d >= self.limit)
+    }
+}
+
 fn update_stats(srt: &mut SrtStats, p: &ffi::PerfMon) {
     srt.rtt_ms = (p.msRTT * 10.0).round() / 10.0;
     srt.send_buffer_ms = p.msSndBuf.max(0) as u32;
@@ -501,8 +590,16 @@ fn lost(e: SrtError) -> SrtOutputError {
 
 /// Reads the channel while no connection is up, keeping codec
 /// configurations and discarding media; returns when every sender is gone.
-async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, configs: &mut Configs, status: &watch::Sender<EgressStatus>) {
+async fn discard_until_closed(
+    rx: &mut mpsc::Receiver<Media>,
+    configs: &mut Configs,
+    status: &watch::Sender<EgressStatus>,
+    member: &mut ResumeMember,
+) {
     while let Some(media) = rx.recv().await {
+        if let Media::Video(v) = &media {
+            member.observe(v.pts_ns, v.keyframe, std::time::Instant::now());
+        }
         if !configs.keep(&media) {
             status.send_modify(|s| s.media_discarded += 1);
         }
@@ -512,4 +609,56 @@ async fn discard_until_closed(rx: &mut mpsc::Receiver<Media>, configs: &mut Conf
 /// Whether libsrt is installed here (tests skip SRT without it).
 pub fn available() -> bool {
     ffi::available()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_from_a_setting_back_off_and_passing_trouble_is_retried_at_once() {
+        let url = SrtUrl::parse("srt://127.0.0.1:9000").unwrap();
+        let rejected = |reason: i32| SrtOutputError::Rejected { url: url.clone(), reason: String::new(), permanent: permanent_rejection(reason) };
+        // Peer's decision, rogue, internal, version, message API, congestion, filter, group, crypto.
+        for reason in [2, 4, 6, 8, 12, 13, 14, 15, 17] {
+            assert!(rejected(reason).is_refusal(), "reason {reason}");
+        }
+        // Unknown, system, resources, backlog, closing, rendezvous cookie, timeout.
+        for reason in [0, 1, 3, 5, 7, 9, 16] {
+            assert!(!rejected(reason).is_refusal(), "reason {reason}");
+        }
+        assert!(SrtOutputError::BadPassphrase { url: url.clone() }.is_refusal());
+        assert!(SrtOutputError::StreamIdRejected { url: url.clone(), code: 1403 }.is_refusal());
+        assert!(!SrtOutputError::NoAnswer { url: url.clone(), after: Duration::from_secs(1) }.is_refusal());
+        assert!(!SrtOutputError::Broken.is_refusal());
+    }
+
+    #[test]
+    fn a_receiver_that_stops_acknowledging_what_we_send_is_given_up_after_the_limit() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let mut s = Silence::new(Duration::from_millis(1500));
+        assert_eq!(s.check(100, 10, ms(0)), None);
+        // Acknowledgements keep coming: never silent.
+        assert_eq!(s.check(200, 20, ms(1000)), None);
+        assert_eq!(s.check(300, 30, ms(3000)), None);
+        // They stop while we send: silent from the first tick without one.
+        assert_eq!(s.check(400, 30, ms(3250)), None);
+        assert_eq!(s.check(500, 30, ms(4500)), None);
+        assert_eq!(s.check(600, 30, ms(4750)), Some(Duration::from_millis(1500)));
+        // Nothing sent (no media): no verdict, and the count starts over.
+        let mut idle = Silence::new(Duration::from_millis(1500));
+        idle.check(100, 10, ms(0));
+        assert_eq!(idle.check(100, 10, ms(5000)), None);
+        assert_eq!(idle.check(200, 10, ms(5250)), None);
+        assert_eq!(idle.check(300, 11, ms(7000)), None);
+    }
+
+    #[test]
+    fn a_silent_receiver_is_given_up_after_its_latency_and_half_a_second_within_libsrts_bounds() {
+        assert_eq!(peer_idle_ms(20), 1500);
+        assert_eq!(peer_idle_ms(500), 1500);
+        assert_eq!(peer_idle_ms(2000), 2500);
+        assert_eq!(peer_idle_ms(10_000), 5000);
+    }
 }

@@ -33,7 +33,11 @@ pub struct SrtReceiver {
 impl SrtReceiver {
     /// A listener on a free port; `passphrase` enables AES-128.
     pub fn start(kind: Kind, dir: &Path, name: &str, passphrase: Option<&str>) -> SrtReceiver {
-        let port = free_udp_port();
+        Self::start_on(kind, free_udp_port(), dir, name, passphrase)
+    }
+
+    /// A listener on `port` (a receiver restarted where it was).
+    pub fn start_on(kind: Kind, port: u16, dir: &Path, name: &str, passphrase: Option<&str>) -> SrtReceiver {
         let out = dir.join(format!("{name}.ts"));
         let log = dir.join(format!("{name}.log"));
         let crypto = passphrase.map(|p| format!("&passphrase={p}&pbkeylen=16")).unwrap_or_default();
