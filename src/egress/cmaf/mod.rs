@@ -30,7 +30,7 @@ use tracing::{info, instrument, warn};
 use track::{TrackInput, TrackPlan, TrackState, TrackStatus};
 
 /// How often the output's status gathers its tracks'.
-const STATUS_EVERY: Duration = Duration::from_millis(250);
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 /// The shortest connect timeout, whatever the segment duration.
 const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 

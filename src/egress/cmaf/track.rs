@@ -64,6 +64,7 @@ pub enum TrackInput {
 #[serde(rename_all = "lowercase")]
 pub enum TrackState {
     Connecting,
+    /// Connected: posting, or ready to post.
     Sending,
     Reconnecting,
     /// The stream ended (after its `lmsg` segment).
@@ -185,6 +186,9 @@ impl Poster {
     async fn run(mut self, mut rx: mpsc::Receiver<TrackInput>) {
         let mut schedule = self.plan.backoff.schedule();
         let mut open = true;
+        // Connect before the first header exists: the session holds its
+        // pipeline back until every output is past `connecting`.
+        let _ = self.connect().await;
         loop {
             // Take what has arrived; wait only when there is nothing to post.
             while open {
@@ -238,13 +242,7 @@ impl Poster {
     /// One attempt at the front segment (connecting and sending the header first if needed).
     async fn step(&mut self) -> Result<(), Stop> {
         if self.conn.is_none() {
-            match http::connect(&self.plan.url, self.plan.tls.as_ref(), self.plan.connect_timeout).await {
-                Ok(c) => {
-                    self.conn = Some(c);
-                    self.header_sent = false;
-                }
-                Err(e) => return Err(self.transport_failed(e)),
-            }
+            self.connect().await?;
         }
         if !self.header_sent {
             let header = self.header.clone().expect("checked by the caller");
@@ -279,6 +277,23 @@ impl Poster {
         }
     }
 
+    /// Opens the connection (the header goes first on it).
+    async fn connect(&mut self) -> Result<(), Stop> {
+        match http::connect(&self.plan.url, self.plan.tls.as_ref(), self.plan.connect_timeout).await {
+            Ok(c) => {
+                self.conn = Some(c);
+                self.header_sent = false;
+                self.status.send_modify(|s| {
+                    if s.state == TrackState::Connecting {
+                        s.state = TrackState::Sending;
+                    }
+                });
+                Ok(())
+            }
+            Err(e) => Err(self.transport_failed(e)),
+        }
+    }
+
     /// Posts one body on the open connection; a transport failure drops it.
     async fn post(&mut self, body: Bytes) -> Result<Verdict, Stop> {
         let len = body.len() as u64;
@@ -304,9 +319,7 @@ impl Poster {
         let text = error_chain(&e);
         info!(error = %text, "connection failed; reconnecting");
         self.status.send_modify(|s| {
-            if s.state != TrackState::Connecting {
-                s.state = TrackState::Reconnecting;
-            }
+            s.state = TrackState::Reconnecting;
             s.reconnects += 1;
             s.last_error = Some(text);
         });
