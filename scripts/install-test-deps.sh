@@ -35,3 +35,19 @@ if ! "$PROM_VENV/bin/python" -m pip show prometheus_client 2>/dev/null | grep -q
   /usr/bin/python3 -m venv "$PROM_VENV"
   "$PROM_VENV/bin/python" -m pip install -q --disable-pip-version-check "prometheus_client==$PROM_VERSION"
 fi
+# A real browser for tests/http_browser.rs: Debian's Chromium, driven by
+# playwright-core (pinned, from npm, no browser download of its own).
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! command -v chromium >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+NODE_PREFIX="$HOME/.cache/fieldcast/node"
+PLAYWRIGHT_VERSION=1.49.1
+if ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$NODE_PREFIX/node_modules/playwright-core/package.json" 2>/dev/null; then
+  echo "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_PREFIX"
+  mkdir -p "$NODE_PREFIX"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$NODE_PREFIX" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION"
+fi

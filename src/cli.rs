@@ -11,6 +11,29 @@ use gstreamer as gst;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
+/// `fieldcast passwd`: reads one line (the password) from stdin, prints its argon2 hash.
+pub fn passwd() -> i32 {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (shown as you type; or pipe it in), then Enter:");
+    }
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("cannot read the password from standard input");
+        return exit::USAGE;
+    }
+    match crate::http::password::hash(line.trim_end_matches(['\r', '\n'])) {
+        Ok(h) => {
+            println!("{h}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            exit::USAGE
+        }
+    }
+}
+
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDCAST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

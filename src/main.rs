@@ -36,6 +36,9 @@ enum Command {
         #[arg(long)]
         board_dir: Option<PathBuf>,
     },
+    /// Print an argon2 hash of a password read from standard input (one
+    /// line), for `[http] password_hash`.
+    Passwd,
     /// Operate a device over MQTT: send a command and print its reply, or watch it.
     /// The password, if any, is read from $FIELDCAST_MQTT_PASSWORD.
     Ctl {
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Run { config, duration } => cli::run(config.as_deref(), duration),
         Command::CheckConfig { path, json } => cli::check_config(&path, json),
         Command::Probe { board_dir } => cli::probe(board_dir.as_deref()),
+        Command::Passwd => cli::passwd(),
         Command::Ctl { broker, device, prefix, username, ca_file, timeout, out, count, command, body } => {
             let target = fieldcast::ctl::Target {
                 broker,

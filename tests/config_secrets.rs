@@ -23,7 +23,7 @@ const EXIT_CONFIG: i32 = 78;
 
 /// Fields whose value must never be shown, accepted or not.
 fn is_secret(field: &str) -> bool {
-    ["destination[0].key", "destination[0].stream", "destination[0].url", "destination[0].backup_url", "destination[0].passphrase", "destination[0].streamid", "mqtt.password", "http.token"]
+    ["destination[0].key", "destination[0].stream", "destination[0].url", "destination[0].backup_url", "destination[0].passphrase", "destination[0].streamid", "mqtt.password", "http.token", "http.password_hash"]
         .contains(&field)
 }
 

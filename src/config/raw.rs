@@ -189,4 +189,8 @@ pub struct RawHttp {
     pub token: Option<String>,
     /// Read-only documents (status, telemetry, metrics) without the token.
     pub public_status: Option<bool>,
+    /// The page's login: an argon2 hash (`fieldcast passwd`). Secret.
+    pub password_hash: Option<String>,
+    /// A page login lasts this long.
+    pub session_seconds: Option<u64>,
 }

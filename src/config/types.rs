@@ -394,4 +394,8 @@ pub struct Http {
     pub token: Option<Secret>,
     /// Status, telemetry and metrics without the token.
     pub public_status: bool,
+    /// The page's password as an argon2 PHC string; `None`: a one-time setup code.
+    pub password_hash: Option<Secret>,
+    /// How long a page login lasts.
+    pub session: std::time::Duration,
 }

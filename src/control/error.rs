@@ -35,8 +35,12 @@ pub enum ErrorCode {
     StaleVersion,
     /// `config/desired` with the version of the last one handled but other content.
     VersionConflict,
-    /// HTTP only: no bearer token, or not this box's.
+    /// HTTP only: no bearer token, or not this box's; a wrong page password; an expired session.
     Unauthorized,
+    /// HTTP only: a page session's request without its CSRF token.
+    Forbidden,
+    /// HTTP only: too many failed page logins from one address.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -69,6 +73,8 @@ pub const ALL: &[(ErrorCode, &str)] = &[
     (ErrorCode::StaleVersion, "stale_version"),
     (ErrorCode::VersionConflict, "version_conflict"),
     (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::Forbidden, "forbidden"),
+    (ErrorCode::RateLimited, "rate_limited"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -25,17 +25,25 @@ pub struct Reply {
 
 /// Where the supervisor sends a local command's reply (the first one counts).
 #[derive(Clone, Debug)]
-pub struct LocalReply(mpsc::Sender<Reply>);
+pub struct LocalReply {
+    tx: mpsc::Sender<Reply>,
+    quiet: bool,
+}
 
 impl LocalReply {
-    pub fn new() -> (LocalReply, mpsc::Receiver<Reply>) {
+    /// `quiet`: routine, not an operator's act (the page's thumbnail): no event, no info log line.
+    pub fn new(quiet: bool) -> (LocalReply, mpsc::Receiver<Reply>) {
         let (tx, rx) = mpsc::channel(1);
-        (LocalReply(tx), rx)
+        (LocalReply { tx, quiet }, rx)
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet
     }
 
     /// Never waits; a reply no one waits for any more is dropped.
     pub fn send(&self, content_type: &'static str, body: Bytes) {
-        let _ = self.0.try_send(Reply { content_type, body });
+        let _ = self.tx.try_send(Reply { content_type, body });
     }
 }
 
@@ -62,7 +70,16 @@ impl Commands {
 
     /// Sends `payload` as command `name` and waits (up to `timeout`) for its reply.
     pub async fn call(&self, name: &str, payload: Bytes, timeout: std::time::Duration) -> Result<Reply, LocalError> {
-        let (reply, mut rx) = LocalReply::new();
+        self.send(name, payload, timeout, false).await
+    }
+
+    /// As [`Self::call`], for routine requests (no event, debug log only).
+    pub async fn call_quiet(&self, name: &str, payload: Bytes, timeout: std::time::Duration) -> Result<Reply, LocalError> {
+        self.send(name, payload, timeout, true).await
+    }
+
+    async fn send(&self, name: &str, payload: Bytes, timeout: std::time::Duration, quiet: bool) -> Result<Reply, LocalError> {
+        let (reply, mut rx) = LocalReply::new(quiet);
         self.0.try_send(LocalCommand { name: name.to_string(), payload, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LocalError::Busy,
             mpsc::error::TrySendError::Closed(_) => LocalError::Gone,

@@ -3,7 +3,10 @@
 //! MQTT commands, bodies and replies alike). Every error is a JSON body with
 //! the MQTT API's error code; no response quotes what was sent.
 
-use super::{auth, reply, Sources};
+use super::session::{self, Sessions};
+use super::{auth, page, reply, Sources};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use crate::config::{Http, Secret};
 use crate::control::command::{self, MAX_PAYLOAD};
 use crate::control::error::{CommandError, ErrorCode};
@@ -23,20 +26,67 @@ use std::time::Duration;
 /// be up, bounded by the supervisor's own start timeout).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The header a page session's POSTs carry its CSRF token in (a cross-site
+/// form cannot set it; a cross-origin script would need CORS, never granted).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 #[derive(Clone)]
 pub struct AppState {
     sources: Sources,
     token: Option<Arc<Secret>>,
     public_status: bool,
+    sessions: Arc<Sessions>,
+    seq: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(config: &Http, sources: Sources) -> AppState {
-        AppState { sources, token: config.token.clone().map(Arc::new), public_status: config.public_status }
+    pub fn new(config: &Http, sources: Sources, sessions: Arc<Sessions>) -> AppState {
+        AppState { sources, token: config.token.clone().map(Arc::new), public_status: config.public_status, sessions, seq: Arc::default() }
+    }
+
+    pub fn state_name(&self) -> StateName {
+        self.sources.status.borrow().as_ref().map_or(StateName::Starting, |s| s.state)
     }
 
     fn state(&self) -> StateName {
-        self.sources.status.borrow().as_ref().map_or(StateName::Starting, |s| s.state)
+        self.state_name()
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn sessions_arc(&self) -> Arc<Sessions> {
+        self.sessions.clone()
+    }
+
+    pub fn public_status(&self) -> bool {
+        self.public_status
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The page session's id from the cookie, if any (live or not).
+    pub fn session_id(&self, headers: &HeaderMap) -> Option<String> {
+        let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
+        session::from_cookie(cookie).map(str::to_string)
+    }
+
+    /// The CSRF token of the request's live page session.
+    pub fn session_csrf(&self, headers: &HeaderMap) -> Option<String> {
+        self.sessions.csrf(&self.session_id(headers)?, Instant::now())
+    }
+
+    /// The request carries its live session's CSRF token.
+    pub fn csrf_ok(&self, headers: &HeaderMap) -> bool {
+        let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        matches!((self.session_csrf(headers), given), (Some(want), Some(given)) if auth::same_str(&want, given))
     }
 
     fn authorised(&self, headers: &HeaderMap) -> bool {
@@ -44,15 +94,31 @@ impl AppState {
     }
 
     /// `None` when the caller may read the status documents; else the refusal.
-    fn may_read(&self, headers: &HeaderMap) -> Option<Response> {
-        (!self.public_status && !self.authorised(headers)).then(|| self.unauthorised(headers))
+    pub fn may_read(&self, headers: &HeaderMap) -> Option<Response> {
+        let ok = self.public_status || self.authorised(headers) || self.session_csrf(headers).is_some();
+        (!ok).then(|| self.unauthorised(headers))
+    }
+
+    /// `None` when the caller may send commands: the bearer token, or a page session with its CSRF token.
+    fn may_command(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.authorised(headers) || self.csrf_ok(headers) {
+            return None;
+        }
+        if self.session_csrf(headers).is_some() {
+            return Some(reply::refusal(self.state(), CommandError::new(ErrorCode::Forbidden, format!("a page session's POST needs its {CSRF_HEADER} header"))));
+        }
+        Some(self.unauthorised(headers))
     }
 
     fn unauthorised(&self, headers: &HeaderMap) -> Response {
-        let why = match (&self.token, headers.contains_key(header::AUTHORIZATION)) {
-            (None, _) => "this box has no [http] token: the API takes no commands",
-            (Some(_), false) => "send Authorization: Bearer <the [http] token>",
-            (Some(_), true) => "the bearer token is not this box's",
+        let why = if self.session_id(headers).is_some() && !headers.contains_key(header::AUTHORIZATION) {
+            "the session has expired or ended: log in again"
+        } else {
+            match (&self.token, headers.contains_key(header::AUTHORIZATION)) {
+                (None, _) => "log in on the page, or set an [http] token for API clients",
+                (Some(_), false) => "log in on the page, or send Authorization: Bearer <the [http] token>",
+                (Some(_), true) => "the bearer token is not this box's",
+            }
         };
         reply::refusal(self.state(), CommandError::new(ErrorCode::Unauthorized, why))
     }
@@ -60,6 +126,14 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/style.css", get(page::style))
+        .route("/ui/session", get(page::session))
+        .route("/ui/login", post(page::login))
+        .route("/ui/logout", post(page::logout))
+        .route("/ui/events", get(page::events))
+        .route("/ui/thumb.jpg", get(page::thumb))
         .route("/api/v1/status", get(status))
         .route("/api/v1/telemetry", get(telemetry))
         .route("/api/v1/cmd/{name}", post(cmd))
@@ -103,8 +177,8 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn cmd(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    if !app.authorised(&headers) {
-        return app.unauthorised(&headers);
+    if let Some(r) = app.may_command(&headers) {
+        return r;
     }
     if let Err(e) = command::check_name(&name) {
         return reply::refusal(app.state(), e);

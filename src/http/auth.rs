@@ -13,6 +13,11 @@ pub fn bearer_ok(headers: &HeaderMap, token: Option<&Secret>) -> bool {
     same(given.trim().as_bytes(), token.expose().as_bytes())
 }
 
+/// Constant-time string equality (the length is not a secret worth hiding).
+pub fn same_str(a: &str, b: &str) -> bool {
+    same(a.as_bytes(), b.as_bytes())
+}
+
 /// Constant time in the content (the length is not a secret worth hiding).
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -10,6 +10,9 @@
 mod api;
 mod auth;
 pub mod metrics;
+pub mod password;
+mod page;
+mod session;
 mod reply;
 
 use crate::backoff::Backoff;
@@ -40,6 +43,13 @@ pub fn spawn(config: Http, sources: Sources) {
 }
 
 async fn serve_forever(config: Http, sources: Sources) {
+    // Made once: a restarted server keeps the logins and the setup code.
+    let (sessions, code) = session::Sessions::new(config.password_hash.clone(), config.session);
+    if let Some(code) = code {
+        // By design the one secret in the journal: whoever can read the journal owns the box anyway.
+        info!(setup_code = %code, "page login: no [http] password_hash is set; this one-time setup code logs in once (until the next start)");
+    }
+    let sessions = std::sync::Arc::new(sessions);
     let mut retry = RETRY.schedule();
     loop {
         match tokio::net::TcpListener::bind(config.listen).await {
@@ -52,7 +62,8 @@ async fn serve_forever(config: Http, sources: Sources) {
             Ok(listener) => {
                 let addr = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
                 info!(listen = %addr, token = config.token.is_some(), public_status = config.public_status, "HTTP API listening");
-                let app = api::router(api::AppState::new(&config, sources.clone()));
+                let app = api::router(api::AppState::new(&config, sources.clone(), sessions.clone()));
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 // Its own task: a panic in the server ends that task, not the daemon.
                 let served = tokio::spawn(async move { axum::serve(listener, app).await }).await;
                 match served {

@@ -23,7 +23,7 @@ use crate::pipeline::snapshot::Jpeg;
 use crate::status::wire::{self, ConfigEvent, Event as WireEvent, SyncStatus};
 use serde_json::{Map, Value};
 use std::time::SystemTime;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 impl Supervisor {
     /// A message from the MQTT actor or the HTTP API; it waits its turn while a job runs.
@@ -154,7 +154,11 @@ impl Supervisor {
             r.send_reply(to, first);
             return Vec::new();
         }
-        info!(command = name, id = %cmd.id, via = if to.is_mqtt() { "mqtt" } else { "http" }, "command");
+        if to.is_quiet() {
+            debug!(command = name, id = %cmd.id, via = "http", "routine command");
+        } else {
+            info!(command = name, id = %cmd.id, via = if to.is_mqtt() { "mqtt" } else { "http" }, "command");
+        }
         match self.execute_command(&cmd, to) {
             Ok(Some(outcome)) => self.finish_command(&cmd, to, Ok(outcome)),
             // Goes on in `on_job`.
@@ -170,7 +174,9 @@ impl Supervisor {
         let r = self.remote.as_mut().expect("remote");
         match outcome {
             Ok((actions, result)) => {
-                r.event(command_event(name, Some(&cmd.id), None));
+                if !to.is_quiet() {
+                    r.event(command_event(name, Some(&cmd.id), None));
+                }
                 let a = Awaiting { id: cmd.id.clone(), name, to: to.clone(), result };
                 if actions.is_empty() {
                     // Nothing to wait for (also while a start or stop runs for someone else).
@@ -179,6 +185,11 @@ impl Supervisor {
                     r.awaiting.push(a);
                 }
                 actions
+            }
+            Err(e) if to.is_quiet() => {
+                debug!(command = name, id = %cmd.id, code = e.code.as_str(), error = %e, "routine command failed");
+                r.reply(Some(&cmd.id), to, &wire::Failure::new(Some(&cmd.id), self.machine.state.kind(), &e), false);
+                Vec::new()
             }
             Err(e) => {
                 warn!(command = name, id = %cmd.id, code = e.code.as_str(), error = %e, "command failed");
@@ -482,7 +493,9 @@ impl Supervisor {
         let result = match (to, result) {
             (ReplyTo::Local(reply), Ok((jpeg, _))) => {
                 let r = self.remote.as_ref().expect("remote");
-                r.event(command_event(cmd.kind.name(), Some(&cmd.id), None));
+                if !reply.quiet() {
+                    r.event(command_event(cmd.kind.name(), Some(&cmd.id), None));
+                }
                 reply.send("image/jpeg", Bytes::from(jpeg.bytes));
                 return Vec::new();
             }

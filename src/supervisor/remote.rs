@@ -39,6 +39,11 @@ impl ReplyTo {
     pub(super) fn is_mqtt(&self) -> bool {
         matches!(self, ReplyTo::Mqtt { .. })
     }
+
+    /// A routine local request (the page's thumbnail): no `command` event, no info log line.
+    pub(super) fn is_quiet(&self) -> bool {
+        matches!(self, ReplyTo::Local(r) if r.quiet())
+    }
 }
 
 /// A command accepted whose reply waits for the actions it started.
