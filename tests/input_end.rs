@@ -28,12 +28,23 @@ fn feeder(fifo: &Path, seconds: Option<u32>) -> Child {
         )
     };
     // A reader that looks and leaves (the feeder check, the format probe)
-    // ends a writer: three runs reach the capture, whose run lasts `seconds`.
+    // ends a writer, so the feeder writes in a loop; with `seconds`, each run
+    // lasts that long and the loop ends once `last_run` is called (the run
+    // going on then is the last: its end is the input's end).
     let script = match seconds {
-        Some(s) => format!("for i in 1 2 3; do {}; sleep 0.1; done", write(&format!("-t {s}"))),
+        Some(s) => format!("while [ ! -e '{}' ]; do {}; sleep 0.1; done", last_run_marker(fifo).display(), write(&format!("-t {s}"))),
         None => format!("while :; do {}; sleep 0.1; done", write("-t 600")),
     };
     Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+fn last_run_marker(fifo: &Path) -> std::path::PathBuf {
+    fifo.with_extension("last-run")
+}
+
+/// The feeder's current run is its last: when it ends, the input ends.
+fn last_run(fifo: &Path) {
+    std::fs::write(last_run_marker(fifo), b"").unwrap();
 }
 
 fn stop_feeder(mut f: Child, fifo: &Path) {
@@ -82,6 +93,7 @@ fn a_fifo_whose_feeder_ends_stays_live_on_the_slate_and_the_same_publish_until_t
 
     let first = feeder(&fifo, Some(4));
     assert!(status(&dash, |v| v["state"] == "live" && v["input"]["signal"] == true).is_some(), "never live: {}", device.log_text());
+    last_run(&fifo);
     dash.clear();
     // The feeder's stream ends: input loss, the box stays live on the slate.
     let lost = status(&dash, |v| v["state"] == "live" && v["input"]["signal"] == false && v["input"]["slate"] == true);
