@@ -316,7 +316,9 @@ fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str, Option<&'static s
         ("configure", b"{\"id\": \"b17\", \"config\": {\"ladder\": {\"gop_seconds\": 99}}}".to_vec(), "invalid_config", Some("config.ladder.gop_seconds")),
         ("configure", b"{\"id\": \"b18\", \"config\": {\"ladder\": {\"gop_secs\": 2}}}".to_vec(), "unknown_field", Some("config.ladder")),
         ("configure", b"{\"id\": \"b19\", \"config\": {\"mqtt\": {\"broker\": \"mqtt://elsewhere\"}}}".to_vec(), "forbidden_field", Some("config.mqtt")),
-        ("configure", b"{\"id\": \"b20\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"http://nope\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].url")),
+        ("configure", b"{\"id\": \"b20\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"udp://nope:9000\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].url")),
+        // An http(s) URL is CMAF ingest only when it says so.
+        ("configure", b"{\"id\": \"b26\", \"config\": {\"destination\": [{\"name\": \"x\", \"url\": \"http://nope/ingest\"}]}}".to_vec(), "invalid_config", Some("config.destination[0].protocol")),
         ("configure", b"{\"id\": \"b21\", \"config\": {\"ladder\": {\"rungs\": [{\"name\": \"a\", \"width\": \"wide\", \"height\": 360, \"bitrate_kbps\": 800}]}}}".to_vec(), "invalid_config", Some("config.ladder.rungs[0].width")),
         // Live, switching to a capture device that is not there would take the stream off the air.
         ("configure", b"{\"id\": \"b25\", \"config\": {\"source\": {\"kind\": \"v4l2\", \"device\": \"/dev/video-typo\"}}}".to_vec(), "invalid_config", Some("config.source.device")),
