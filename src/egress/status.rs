@@ -52,24 +52,9 @@ pub struct CmafStats {
     pub tracks: Vec<super::cmaf::track::TrackStatus>,
 }
 
-/// An SRT sender's statistics (libsrt's, for the current connection;
-/// `reconnects` counts over the session).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct SrtStats {
-    /// Round-trip time to the receiver.
-    pub rtt_ms: f64,
-    /// Sent but not yet acknowledged, as time and as bytes.
-    pub send_buffer_ms: u32,
-    pub send_buffer_bytes: u64,
-    pub send_rate_kbps: u64,
-    pub packets_sent: u64,
-    pub packets_retransmitted: u64,
-    /// Reported lost by the receiver (then retransmitted, if in time).
-    pub packets_lost: u64,
-    /// Too late to send: dropped by the sender.
-    pub packets_dropped: u64,
-    pub reconnects: u32,
-}
+/// An SRT sender's statistics: the wire type itself, filled in by the
+/// SRT output and passed to telemetry as it is.
+pub use crate::status::wire::SrtStats;
 
 impl EgressStatus {
     /// The status of an output that has not tried to connect yet.

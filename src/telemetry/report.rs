@@ -6,7 +6,7 @@
 use crate::egress::EgressState;
 use crate::egress::record::RecordState;
 use crate::session::Session;
-use crate::status::wire::{CmafStats, CmafTrack, CmafTrackState, Destination, Input, OutputState, Recording, RecordingState, Rung, SrtStats, SystemSample};
+use crate::status::wire::{CmafStats, CmafTrack, CmafTrackState, Destination, Input, OutputState, Recording, RecordingState, Rung, SystemSample};
 use crate::status::{Reason, Snapshot, StateName};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -120,7 +120,7 @@ impl Reporter {
                     frames_dropped: st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
                     send_queue_bytes: st.queued_bytes,
                     last_error: st.last_error.clone(),
-                    srt: st.srt.as_ref().map(srt_stats),
+                    srt: st.srt.clone(),
                     cmaf: st.cmaf.as_ref().map(cmaf_stats),
                 }
             })
@@ -174,20 +174,6 @@ fn cmaf_stats(s: &crate::egress::status::CmafStats) -> CmafStats {
                 last_error: t.last_error.clone(),
             })
             .collect(),
-    }
-}
-
-fn srt_stats(s: &crate::egress::status::SrtStats) -> SrtStats {
-    SrtStats {
-        rtt_ms: s.rtt_ms,
-        send_buffer_ms: s.send_buffer_ms,
-        send_buffer_bytes: s.send_buffer_bytes,
-        send_rate_kbps: s.send_rate_kbps,
-        packets_sent: s.packets_sent,
-        packets_retransmitted: s.packets_retransmitted,
-        packets_lost: s.packets_lost,
-        packets_dropped: s.packets_dropped,
-        reconnects: s.reconnects,
     }
 }
 
