@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 cargo deb
 DEB=$(ls -t target/debian/fieldcast_*_amd64.deb | head -1)
-for f in ./usr/bin/fieldcast ./usr/lib/systemd/system/fieldcast.service ./etc/fieldcast/config.toml \
+for f in ./usr/bin/fieldcast ./usr/lib/systemd/system/fieldcast.service ./usr/lib/systemd/system/fieldcast.socket ./etc/fieldcast/config.toml \
          ./lib/udev/rules.d/60-fieldcast.rules ./usr/share/fieldcast/board/generic.toml ./usr/share/fieldcast/board/rpi4.toml; do
   dpkg-deb --contents "$DEB" | awk '{print $6}' | grep -qx "$f" || { echo "missing $f in $DEB"; exit 1; }
 done

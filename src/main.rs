@@ -74,6 +74,10 @@ enum Command {
 fn main() -> ExitCode {
     fieldcast::memory::limit_arenas();
     let args = Args::parse();
+    if matches!(args.command, Command::Run { .. }) {
+        // SAFETY: single-threaded at this point (no logger, runtime or GStreamer yet).
+        unsafe { fieldcast::http::activation::take() };
+    }
     cli::init_logging();
     if !matches!(args.command, Command::Run { .. }) {
         // Printing commands end quietly when their reader goes away

@@ -13,6 +13,15 @@ use crate::egress::{self, EgressState, MediaSender, OutputHandle};
 use crate::egress::record::{self, RecordStatus, RecordTarget};
 use crate::pipeline::actor::{self, PipelineEvent, PipelineHandle};
 use crate::pipeline::bitrate::LiveBitrateError;
+
+/// Why a change could not be applied to the running session (it restarts instead).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveChangeError {
+    #[error(transparent)]
+    Bitrate(#[from] LiveBitrateError),
+    #[error("the new slate could not be built: {0}")]
+    Slate(#[from] crate::pipeline::build::BuildError),
+}
 use crate::pipeline::build::{self, BuildError, Taps};
 use crate::pipeline::diff::BitrateChange;
 use crate::pipeline::plan::{self, Plan, PlanError};
@@ -183,6 +192,7 @@ impl Session {
         let plan = make_plan(config, board)?;
         let mut taps = Taps::default();
         let mut gates = egress::resume::ResumeGates::default();
+        let mut books = egress::smooth::manifest::Books::default();
         let failovers: std::collections::HashMap<&str, egress::failover::Failover> = config
             .destinations
             .iter()
@@ -192,7 +202,7 @@ impl Session {
             })
             .collect();
         let egress: Vec<OutputHandle> =
-            plan.outputs.iter().map(|p| egress::spawn(p, &mut gates, failovers.get(p.destination()))).collect();
+            plan.outputs.iter().map(|p| egress::spawn(p, &mut gates, &mut books, &taps.epoch, failovers.get(p.destination()))).collect();
         for e in &egress {
             taps.video.entry(e.rung.clone()).or_default().push(e.sender.clone());
             taps.audio.push(e.sender.clone());
@@ -228,11 +238,20 @@ impl Session {
         Ok(Session { started: std::time::Instant::now(), plan, pipeline, events, egress, recorders, recording_dir, adaptive })
     }
 
-    /// Applies new rung bitrates to the running session (a live
-    /// `configure`, see `pipeline::diff`): every changed rung's encoder is
-    /// set at once, its publishes declare the new target, and `next`
-    /// becomes the session's plan. Nothing reconnects, nothing is renamed.
-    pub fn retarget(&mut self, changes: &[BitrateChange], next: Plan) -> Result<(), LiveBitrateError> {
+    /// Applies a live change to the running session (a live `configure`,
+    /// see `pipeline::diff`): every changed rung's encoder is set at once
+    /// and its publishes declare the new target; new input-loss handling
+    /// goes to the frame clock; `next` becomes the session's plan. Nothing
+    /// reconnects, nothing is renamed.
+    pub fn retarget(&mut self, changes: &[BitrateChange], next: Plan) -> Result<(), LiveChangeError> {
+        if self.pipeline.input_loss.set(&next)? {
+            info!(
+                input_loss_ms = next.input_loss.after.as_millis() as u64,
+                repeat_frame_ms = next.input_loss.repeat.as_millis() as u64,
+                slate_image = next.input_loss.slate_image.is_some(),
+                "input-loss handling set live"
+            );
+        }
         let targets: Vec<(String, u64)> = changes.iter().map(|c| (c.rung.clone(), c.to_bps)).collect();
         self.pipeline.bitrates.set_targets(&targets)?;
         for c in changes {

@@ -3,7 +3,8 @@
 //! `tc tbf` below the ladder's total. The whole ladder steps down
 //! together, the channel keeps every rung (no reconnect, no frame
 //! dropped), telemetry shows the factor; with the shaping lifted the
-//! ladder climbs back to its targets.
+//! ladder climbs back to its targets. A receiver cut off altogether is
+//! not congestion: it moves no rung of the outputs that still flow.
 
 mod common;
 
@@ -184,4 +185,70 @@ fn a_congested_uplink_steps_the_whole_ladder_down_keeps_every_rung_and_climbs_ba
         assert!(holes.is_empty() || emulated(), "{rung}: frames missing at the channel: {holes:?}");
         assert!(v.len() > 300, "{rung}: {} frames", v.len());
     }
+}
+
+#[test]
+fn a_receiver_cut_off_mid_stream_moves_no_rung_of_the_outputs_that_still_flow() {
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot make a network namespace on this machine ({why}); the policy is unit-tested in egress::adaptive");
+            return;
+        }
+    };
+    let far = NsNginx::start(&ns);
+    let near = common::nginx::Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ladder = small_ladder();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"cam\"\nstate_dir = \"{}\"\n{}gop_seconds = 1\n[audio]\nbitrate_kbps = {AUDIO_KBPS}\n\
+             [recording]\nenabled = false\n\
+             [[destination]]\nname = \"near\"\nurl = \"{}\"\nstream = \"{{rung}}\"\n\
+             [[destination]]\nname = \"far\"\nurl = \"rtmp://{}:1935/live\"\nstream = \"{{rung}}\"\n{}",
+            dir.path().join("state").display(),
+            ladder_toml(),
+            near.rtmp_url("live"),
+            ns.ns_ip,
+            common::NO_HTTP,
+        ),
+    )
+    .unwrap();
+    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
+    let publishing = |log: &str, dest: &str| ladder.iter().all(|(rung, ..)| log.lines().any(|l| l.contains(&format!("egress={dest}/{rung}")) && l.contains("first video frame sent")));
+    let up = wait_for(T, || publishing(&device.log_text(), "near") && publishing(&device.log_text(), "far"));
+    assert!(up, "never live on both destinations: {}", device.log_text());
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The far receiver's network drops off for 15 s: its TCP backlog grows,
+    // nothing is acknowledged, until the output gives the connection up.
+    ns.cut().expect("cut the link");
+    let cut_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(15));
+    ns.mend().expect("mend the link");
+    let back = wait_for(T, || {
+        device.log_text().lines().filter(|l| l.contains("egress=far/") && l.contains("first video frame sent")).count() > ladder.len()
+    });
+    eprintln!("far receiver cut for 15 s; published again {:?} after the cut: {back}", cut_at.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{}", device.log_text());
+    let log = device.log_text();
+    let moved: Vec<&str> = log.lines().filter(|l| l.contains("adaptive bitrate: the ladder at")).collect();
+    assert!(moved.is_empty(), "a receiver cut off moved the whole ladder:\n{}", moved.join("\n"));
+    assert!(log.lines().any(|l| l.contains("egress=far/") && l.contains("publish failed")), "the far output never noticed it was cut off: {log}");
+    // The near channel: one publish per rung, every frame, at its target rate.
+    for (rung, _, _, kbps) in ladder {
+        let files = near.recordings(rung);
+        assert_eq!(files.len(), 1, "{rung} was published again on the near channel: {files:?}\n{log}");
+        let v = common::ffprobe::video_packets(&files[0]);
+        let holes: Vec<(f64, f64)> = v.windows(2).filter(|w| w[1].dts - w[0].dts > 0.05).map(|w| (w[0].dts, w[1].dts)).collect();
+        assert!(holes.is_empty() || emulated(), "{rung}: frames missing at the near channel: {holes:?}");
+        let span = v.last().unwrap().dts - v[0].dts;
+        let bytes: u64 = v.iter().map(|p| p.size).sum();
+        let measured = bytes as f64 * 8.0 / span / 1000.0;
+        eprintln!("near/{rung}: {} frames over {span:.1} s at {measured:.0} kbit/s (target {kbps})", v.len());
+    }
+    drop(far);
 }

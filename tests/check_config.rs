@@ -28,9 +28,11 @@ fn invalid_configs_print_the_field_and_reason_and_exit_with_the_config_code() {
             "[ladder]\nrungs = [{ width = 1280, height = 720, bitrate_kbps = 900 }, { width = 640, height = 360, bitrate_kbps = 900 }]\n",
             "ladder.rungs[1].bitrate_kbps: is used by another rung",
         ),
-        ("[[destination]]\nurl = \"udp://h:9000\"\n", "destination[0].url: has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\")"),
+        ("[[destination]]\nurl = \"udp://h:9000\"\n", "destination[0].url: has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\" or \"smooth\")"),
         ("[[destination]]\nurl = \"rtmp://h/live\"\nprotocol = \"cmaf\"\n", "destination[0].url: must be an http:// or https:// URL for protocol = \"cmaf\""),
-        ("[[destination]]\nurl = \"https://h/live\"\n", "destination[0].protocol: is required with an http:// or https:// URL (protocol = \"cmaf\")"),
+        ("[[destination]]\nurl = \"https://h/live\"\n", "destination[0].protocol: is required with an http:// or https:// URL (protocol = \"cmaf\" or \"smooth\")"),
+        ("[[destination]]\nurl = \"srt://h:9000\"\nprotocol = \"smooth\"\n", "destination[0].url: must be an http:// or https:// URL for protocol = \"smooth\""),
+        ("[[destination]]\nurl = \"https://h/live/ch1.isml\"\nprotocol = \"smooth\"\n", "destination[0].url: must end in `/ingest.isml` for protocol = \"smooth\""),
         (
             "[[destination]]\nurl = \"https://h/live\"\nprotocol = \"cmaf\"\ntrack_path = \"{rung}-{sk4live}\"\n",
             "destination[0].track_path: holds a `{...}` that is not a placeholder (use {rung}, {kbps}, {track})",
@@ -101,6 +103,18 @@ fn a_cmaf_output_is_printed_with_its_tracks_and_no_token_or_credential() {
     let want = "publish:   origin/720p -> https://***@origin.example.com:443/live/*** CMAF ingest, video-720p -> `***(video-720p)` + audio -> `***(audio)`";
     assert!(out.contains(want), "missing {want:?} in:\n{out}");
     assert!(out.contains("origin/540p -> https://***@origin.example.com:443/live/*** CMAF ingest, video-540p"), "{out}");
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+}
+
+#[test]
+fn a_smooth_output_is_printed_with_its_tracks_and_no_token_or_credential() {
+    let config = "[ladder]\nprofile = \"basic\"\n[[destination]]\nname = \"mss\"\nprotocol = \"smooth\"\n\
+                  url = \"https://user:pa55SECRET@media.example.com/live/t0kenSECRET/ingest.isml?auth=k3ySECRET\"\n";
+    let (code, out, err) = check(config);
+    assert_eq!(code, 0, "{err}");
+    let want = "publish:   mss/720p -> https://***@media.example.com:443/live/*** Smooth Streaming ingest, video-720p -> `***(video-720p)` + audio -> `***(audio)`";
+    assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    assert!(out.contains("mss/540p -> https://***@media.example.com:443/live/*** Smooth Streaming ingest, video-540p"), "{out}");
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
 }
 

@@ -11,53 +11,10 @@ mod common;
 use common::device::emulated;
 use common::ffprobe::{self, Packet, stream_of};
 use common::http_receiver::{Answer, HttpReceiver, Request};
-use common::{fieldcast_command, wait_child};
+use common::ingest::{self, GOP_FRAMES, ladder, ladder_toml, run_fieldcast, run_seconds};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const GOP_FRAMES: usize = 30;
-
-/// How long each run streams: qemu-user takes seconds to start the pipeline.
-fn run_seconds() -> u32 {
-    if emulated() { 14 } else { 9 }
-}
-
-/// (name, width, height, kbit/s): two rungs, smaller under qemu.
-fn ladder() -> &'static [(&'static str, u32, u32, u32)] {
-    if emulated() { &[("r180", 320, 180, 300), ("r90", 160, 90, 150)] } else { &[("r360", 640, 360, 800), ("r180", 320, 180, 300)] }
-}
-
-fn ladder_toml() -> String {
-    let l = ladder();
-    let rungs: Vec<String> = l.iter().map(|(n, w, h, k)| format!("{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}")).collect();
-    format!(
-        "[source]\nkind = \"test\"\nwidth = {}\nheight = {}\npattern = \"ball\"\n[ladder]\ngop_seconds = 1\nrungs = [{}]\n[recording]\nenabled = false\n",
-        l[0].1,
-        l[0].2,
-        rungs.join(", ")
-    )
-}
-
-/// Runs `fieldcast run` for `seconds` with `config`; returns its log.
-fn run_fieldcast(dir: &Path, config: &str, seconds: u32) -> String {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, format!("state_dir = \"{}\"\n{config}", dir.join("state").display())).unwrap();
-    let log = dir.join("fieldcast.log");
-    let mut child = fieldcast_command()
-        .args(["run", "--config", path.to_str().unwrap(), "--duration", &seconds.to_string()])
-        .env("FIELDCAST_LOG", "info,fieldcast::egress::cmaf=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start fieldcast");
-    let exited = wait_child(&mut child, Duration::from_secs(u64::from(seconds) + 40));
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(exited, "fieldcast did not end; log:\n{logs}");
-    assert_eq!(child.wait().unwrap().code(), Some(0), "fieldcast exit; log:\n{logs}");
-    logs
-}
 
 fn box_type(body: &[u8]) -> &str {
     body.get(4..8).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
@@ -77,15 +34,7 @@ fn track_file(dir: &Path, requests: &[Request], name: &str) -> PathBuf {
 
 /// pymp4's reading of a track file (tests/tools/cmaf_boxes.py).
 fn pymp4(file: &Path) -> Value {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let python = PathBuf::from(home).join(".cache/fieldcast/amqtt-venv/bin/python");
-    assert!(python.exists(), "pymp4's venv is missing: run scripts/install-test-deps.sh");
-    let out = common::run_with_timeout(
-        Command::new(python).arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/cmaf_boxes.py")).arg(file),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "pymp4 could not read {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("pymp4 JSON")
+    ingest::pymp4("cmaf_boxes.py", file)
 }
 
 /// pymp4's checks of one track: CMAF brands, btrt at the declared rate,
@@ -274,4 +223,175 @@ fn a_dropped_connection_and_a_412_recover_without_a_gap_and_a_403_stops_only_its
     assert!(logs.contains("403 Forbidden 3 times in a row") && logs.contains("track stopped"), "no clear 403 error; log:\n{logs}");
     assert!(logs.lines().filter(|l| l.contains("track stopped")).all(|l| l.contains("egress=forbidden/")), "only the forbidden destination stops:\n{logs}");
     assert!(!rx.requests_to("/a/audio").is_empty(), "the good destination's audio went on");
+}
+
+/// The segments of a pymp4 reading that carry `slat`.
+fn slat_flags(boxes: &Value) -> Vec<bool> {
+    boxes["segments"].as_array().unwrap().iter().map(|s| s["brands"].as_array().unwrap().iter().any(|b| b == "slat")).collect()
+}
+
+/// The indexes of the `true`s: one run (a single loss), not empty.
+fn one_run(flags: &[bool], what: &str) -> std::ops::Range<usize> {
+    let on: Vec<usize> = (0..flags.len()).filter(|i| flags[*i]).collect();
+    assert!(!on.is_empty(), "{what}: no segment labelled slat: {flags:?}");
+    assert_eq!(on.len(), on[on.len() - 1] - on[0] + 1, "{what}: slat segments not one run: {flags:?}");
+    on[0]..on[on.len() - 1] + 1
+}
+
+#[test]
+fn segments_made_while_the_camera_is_frozen_are_labelled_slat_and_the_timeline_runs_on_without_a_gap() {
+    use common::camera::{Kind, classify, feeder, feeder_pid, slate_image, thumbnails};
+    let dir = tempfile::tempdir().unwrap();
+    let rx = HttpReceiver::start();
+    let (top, second) = (ladder()[0], ladder()[1]);
+    let slate = slate_image(dir.path());
+    let fifo = dir.path().join("camera.y4m");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let rungs: Vec<String> = ladder().iter().map(|(n, w, h, k)| format!("{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}")).collect();
+    let config = format!(
+        "[source]\nkind = \"file\"\npath = \"{}\"\n[audio]\nsource = \"test\"\n[ladder]\ngop_seconds = 1\nrungs = [{}]\n\
+         [recording]\nenabled = false\n[input_loss]\ninput_loss_ms = 500\nrepeat_frame_ms = 1000\nslate_image = \"{}\"\n\
+         [[destination]]\nname = \"origin\"\nprotocol = \"cmaf\"\nurl = \"{}\"\n",
+        fifo.display(),
+        rungs.join(", "),
+        slate.display(),
+        rx.url("/live")
+    ) + common::NO_HTTP;
+    let mut camera = feeder(&fifo, top.1, top.2);
+    let top_path = format!("/live/video-{}", top.0);
+    let seconds = run_seconds() + 8;
+    let logs = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Frozen for 4 s once the top rung has posted 3 segments of live picture.
+            let live = common::wait_for(Duration::from_secs(u64::from(seconds)), || rx.requests_to(&top_path).len() > 3);
+            let pid = feeder_pid(&fifo).filter(|_| live).expect("live, with the feeder running");
+            assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+            std::thread::sleep(Duration::from_secs(4));
+            let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+        });
+        run_fieldcast(dir.path(), &config, seconds)
+    });
+    let _ = camera.kill();
+    let _ = camera.wait();
+    assert!(logs.contains("input lost") && logs.contains("input back"), "no input loss and return in the log:\n{logs}");
+
+    let slate_thumb = thumbnails(&slate).remove(0);
+    let mut video_runs = Vec::new();
+    for rung in [top, second] {
+        let what = format!("video-{}", rung.0);
+        let file = track_file(dir.path(), &rx.requests_to(&format!("/live/{what}")), &what);
+        // tfdt continuous, mfhd +1, every segment on a sync sample, lmsg on the last only.
+        let (_, starts) = judge_boxes(&file, u64::from(rung.3) * 1000, &what);
+        judge_video(&file, rung, &starts, &what);
+        let boxes = pymp4(&file);
+        let flags = slat_flags(&boxes);
+        let run = one_run(&flags, &what);
+        // The decoded pictures of each segment (no B-frames: decode order is display order).
+        let kinds = classify(&thumbnails(&file), &slate_thumb);
+        let mut first = 0;
+        for (i, seg) in boxes["segments"].as_array().unwrap().iter().enumerate() {
+            let n = seg["samples"].as_u64().unwrap() as usize;
+            let pictures = &kinds[first..(first + n).min(kinds.len())];
+            first += n;
+            if pictures.contains(&Kind::Slate) {
+                assert!(flags[i], "{what}: segment {i} shows the slate but is not labelled slat: {pictures:?}");
+            }
+            if flags[i] {
+                assert!(pictures.iter().any(|k| *k != Kind::Live), "{what}: segment {i} is labelled slat but is all live picture");
+            }
+        }
+        assert!(kinds.contains(&Kind::Slate), "{what}: the slate never showed: {kinds:?}");
+        assert!(run.start > 0 && run.end < flags.len(), "{what}: live segments before and after the loss: {flags:?}");
+        eprintln!("{what}: segments {run:?} of {} labelled slat", flags.len());
+        video_runs.push((run, starts));
+    }
+    // The same segments of both rungs (their IDRs are aligned).
+    let (a, b) = (&video_runs[0], &video_runs[1]);
+    let at = |(run, starts): &(std::ops::Range<usize>, Vec<f64>)| (starts[run.start], starts[run.end - 1]);
+    let ((a0, a1), (b0, b1)) = (at(a), at(b));
+    assert!((a0 - b0).abs() < 0.002 && (a1 - b1).abs() < 0.002, "rungs labelled different spans: {a0}..{a1} vs {b0}..{b1}");
+    // Audio: the slate's silence is labelled too, within the same span (an
+    // AAC frame is looked up after the picture of its instant was made).
+    let audio = track_file(dir.path(), &rx.requests_to("/live/audio"), "audio");
+    judge_audio(&audio, &video_runs[0].1, "audio");
+    let boxes = pymp4(&audio);
+    let run = one_run(&slat_flags(&boxes), "audio");
+    let timescale = boxes["timescale"].as_f64().unwrap();
+    let start = |i: usize| boxes["segments"][i]["tfdt"].as_f64().unwrap() / timescale;
+    for i in run.clone() {
+        assert!(start(i) >= a0 - 0.0225 && start(i) <= a1 + 0.0225, "audio segment {i} at {} s labelled slat, video's slat span {a0}..{a1}", start(i));
+    }
+    assert!(run.len() + 1 >= a.0.len(), "audio: {} slat segments for the video's {}", run.len(), a.0.len());
+}
+
+/// Time since 1970 now, in seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[test]
+fn epoch_aligned_encoders_started_apart_cut_the_same_segments_at_whole_seconds_since_1970() {
+    // Two boxes push to one receiver, the second started 1.3 s after the
+    // first: with `epoch_aligned` their segments (1 s GOPs) start at whole
+    // seconds since 1970 and carry those times, so they are the same segments.
+    let rx = HttpReceiver::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |path: &str| {
+        format!(
+            "{}[http]\nenabled = false\n[[destination]]\nname = \"origin\"\nprotocol = \"cmaf\"\nurl = \"{}\"\nepoch_aligned = true\n",
+            ladder_toml(),
+            rx.url(path)
+        )
+    };
+    let started = unix_now();
+    let (ca, cb) = (config("/a"), config("/b"));
+    let (pa, pb) = (a.path().to_owned(), b.path().to_owned());
+    let first = std::thread::spawn(move || run_fieldcast(&pa, &ca, run_seconds()));
+    std::thread::sleep(Duration::from_millis(1300));
+    let logs_b = run_fieldcast(&pb, &cb, run_seconds());
+    let logs_a = first.join().unwrap();
+    let ended = unix_now();
+
+    let top = ladder()[0];
+    let mut timelines = Vec::new();
+    for (name, dir, logs) in [("a", a.path(), &logs_a), ("b", b.path(), &logs_b)] {
+        let reqs = rx.requests_to(&format!("/{name}/video-{}", top.0));
+        assert!(!reqs.is_empty(), "{name}: nothing posted:\n{logs}");
+        let what = format!("box {name}, video-{}", top.0);
+        let file = track_file(dir, &reqs, &what);
+        let (timescale, starts) = judge_boxes(&file, u64::from(top.3) * 1000, &what);
+        assert_eq!(timescale, 90_000);
+        // Every segment after the first (which starts with the stream) starts on a whole second since 1970.
+        let b = pymp4(&file);
+        let segs = b["segments"].as_array().unwrap();
+        let timeline: Vec<(u64, u64)> = segs.iter().map(|s| (s["tfdt"].as_u64().unwrap(), s["duration"].as_u64().unwrap())).collect();
+        for (i, (tfdt, _)) in timeline.iter().enumerate().skip(1) {
+            assert_eq!(tfdt % 90_000, 0, "{what}: segment {i} starts at {tfdt} ticks, not a whole second since 1970");
+        }
+        // The times are now, since 1970 (not the running time).
+        assert!(starts[0] >= started - 1.0 && *starts.last().unwrap() <= ended + 1.0, "{what}: {:?} outside {started}..{ended}", (starts[0], starts.last()));
+        // ffprobe: a keyframe at every segment start, at the same times.
+        let keys: Vec<f64> = ffprobe::video_packets(&file).iter().filter(|p| p.keyframe).map(|p| p.dts).collect();
+        assert_eq!(keys.len(), starts.len(), "{what}: keyframes {keys:?} for segments {starts:?}");
+        for (k, s) in keys.iter().zip(&starts) {
+            assert!((k - s).abs() < 0.002, "{what}: a keyframe at {k} s where a segment starts at {s} s");
+        }
+        // The audio track is cut at the same instants, on its own 48 kHz timescale.
+        let audio: Vec<Request> = rx.requests_to(&format!("/{name}/audio"));
+        judge_audio(&track_file(dir, &audio, &format!("{name}-audio")), &keys, &format!("box {name}, audio"));
+        timelines.push(timeline);
+    }
+    // The segments both boxes made are the same: same start, same length
+    // (under qemu a box that fell behind may cut one short: starts only).
+    let common: Vec<&(u64, u64)> = timelines[0][1..timelines[0].len() - 1].iter().filter(|s| timelines[1].iter().any(|t| t.0 == s.0)).collect();
+    assert!(common.len() >= 3, "too few common segments: {:?} vs {:?}", timelines[0], timelines[1]);
+    if !emulated() {
+        for s in &common {
+            let other = timelines[1].iter().find(|t| t.0 == s.0).unwrap();
+            if other != timelines[1].last().unwrap() {
+                assert_eq!(*s, other, "the same segment, the same length");
+            }
+        }
+    }
+    eprintln!("common segments: {}", common.len());
 }

@@ -57,9 +57,12 @@ fn the_page_in_chromium_logs_in_shows_on_air_stops_starts_and_shows_a_bad_urls_e
     let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     eprintln!("{said}");
     assert!(run.status.success() && said.contains("DONE"), "the browser run failed:\n{said}\n{}", device.log_text());
-    for step in ["STEP on-air", "STEP thumbnail-changes", "STEP idle", "STEP on-air-again", "STEP url-error \"has a scheme that is not supported", "STEP screenshot"] {
+    for step in ["STEP on-air", "STEP thumbnail-changes", "STEP audio-meters", "STEP sparklines", "STEP idle", "STEP on-air-again", "STEP url-error \"has a scheme that is not supported", "STEP ladder-error \"is larger than the source picture", "STEP screenshot"] {
         assert!(said.contains(step), "missing {step}:\n{said}");
     }
+    // The form offers every built-in profile.
+    let profiles: Vec<&str> = fieldcast::config::PROFILES.iter().map(|(n, _)| *n).collect();
+    assert!(said.contains(&format!("offered {}", profiles.join(","))), "the ladder form's choices:\n{said}");
     assert!(out.join("page-phone.png").metadata().is_ok_and(|m| m.len() > 10_000), "no screenshot");
     let log = device.log_text();
     assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{log}");

@@ -7,112 +7,39 @@
 
 mod common;
 
+use common::camera::{classify, feeder, feeder_pid, runs, slate_image, thumbnails, Kind};
 use common::device::{small_ladder, Device};
 use common::ffprobe::{video_packets, Packet};
 use common::mosquitto::Mosquitto;
 use common::mqtt::Watcher;
 use common::nginx::{Nginx, NginxOptions};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the camera freezes.
 const FROZEN: Duration = Duration::from_secs(10);
-/// Decoded frames are judged at this size (RGB).
-const THUMB: (usize, usize) = (32, 18);
-/// The slate's colour: a green no test picture averages to.
-const SLATE_RGB: [f64; 3] = [0.0, 200.0, 0.0];
 
-/// A 16:9 slate smaller than the picture (it is scaled, not refused).
-fn slate_image(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("slate.png");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "color=c=0x00C800:s=320x180", "-frames:v", "1", "-y"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    path
-}
-
-/// A live camera into `fifo`: a moving, hue-cycling picture (every frame
-/// differs from the last), restarted whenever a reader closes the pipe (the
-/// start's feeder check and format probe do).
-fn feeder(fifo: &Path, w: u32, h: u32) -> std::process::Child {
-    let script = format!(
-        "while :; do ffmpeg -v quiet -re -f lavfi -i 'testsrc2=size={w}x{h}:rate=30,hue=H=2*PI*t' -t 600 -pix_fmt yuv420p -f yuv4mpegpipe -y '{}'; sleep 0.1; done",
-        fifo.display()
-    );
-    Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
-}
-
-fn feeder_pid(fifo: &Path) -> Option<String> {
-    let out = Command::new("pgrep").args(["-f", &format!("yuv4mpegpipe -y {}", fifo.display())]).output().ok()?;
-    String::from_utf8(out.stdout).ok()?.split_whitespace().next().map(str::to_string)
-}
-
-/// Every frame of `file`, decoded and shrunk to [`THUMB`], as RGB bytes.
-fn thumbnails(file: &Path) -> Vec<Vec<u8>> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-vf", &format!("scale={}:{}", THUMB.0, THUMB.1), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout.chunks_exact(THUMB.0 * THUMB.1 * 3).map(<[u8]>::to_vec).collect()
-}
-
-fn mean_rgb(f: &[u8]) -> [f64; 3] {
-    let mut m = [0.0; 3];
-    for px in f.chunks_exact(3) {
-        for c in 0..3 {
-            m[c] += f64::from(px[c]);
-        }
-    }
-    m.map(|x| x / (f.len() / 3) as f64)
-}
-
-fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs()).sum::<f64>() / a.len() as f64
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Live,
-    /// The same picture as the frame before.
-    Still,
-    Slate,
-}
-
-fn classify(frames: &[Vec<u8>], slate: &[u8]) -> Vec<Kind> {
-    frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let m = mean_rgb(f);
-            if mean_abs_diff(f, slate) < 12.0 && (0..3).all(|c| (m[c] - SLATE_RGB[c]).abs() < 30.0) {
-                Kind::Slate
-            } else if i > 0 && mean_abs_diff(f, &frames[i - 1]) < 1.5 {
-                Kind::Still
-            } else {
-                Kind::Live
-            }
-        })
-        .collect()
-}
-
-/// Runs of equal kinds: (kind, first frame, frames).
-fn runs(kinds: &[Kind]) -> Vec<(Kind, usize, usize)> {
-    let mut out: Vec<(Kind, usize, usize)> = Vec::new();
-    for (i, k) in kinds.iter().enumerate() {
-        match out.last_mut() {
-            Some(r) if r.0 == *k => r.2 += 1,
-            _ => out.push((*k, i, 1)),
-        }
-    }
-    out
+/// The test's config: a FIFO camera, `ladder`, one RTMP destination, MQTT, and `input_loss` (TOML).
+fn write_config(dir: &Path, fifo: &Path, ladder: &[(&str, u32, u32, u32)], url: &str, broker: &str, input_loss: &str) -> std::path::PathBuf {
+    let rungs: Vec<String> =
+        ladder.iter().map(|(n, w, h, k)| format!("{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}")).collect();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"cam\"\nstate_dir = \"{state}\"\n[source]\nkind = \"file\"\npath = \"{fifo}\"\n[audio]\nsource = \"test\"\n\
+             [ladder]\ngop_seconds = 1\nrungs = [{rungs}]\n[recording]\nenabled = false\n\
+             [[destination]]\nurl = \"{url}\"\nstream = \"{{rung}}\"\n{input_loss}\
+             [mqtt]\nbroker = \"{broker}\"\nautostart = true\ntelemetry_seconds = 1\n",
+            state = dir.join("state").display(),
+            fifo = fifo.display(),
+            rungs = rungs.join(", "),
+        ) + common::NO_HTTP,
+    )
+    .unwrap();
+    config
 }
 
 /// No hole and no jump in the timeline, a keyframe exactly every `gop`
@@ -139,26 +66,14 @@ fn a_camera_frozen_for_ten_seconds_gets_the_last_frame_then_the_slate_on_the_sam
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let mosquitto = Mosquitto::start();
     let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
-    let rungs: Vec<String> =
-        ladder.iter().map(|(n, w, h, k)| format!("{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}")).collect();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "device_id = \"cam\"\nstate_dir = \"{state}\"\n[source]\nkind = \"file\"\npath = \"{fifo}\"\n[audio]\nsource = \"test\"\n\
-             [ladder]\ngop_seconds = 1\nrungs = [{rungs}]\n[recording]\nenabled = false\n\
-             [[destination]]\nurl = \"{url}\"\nstream = \"{{rung}}\"\n\
-             [input_loss]\ninput_loss_ms = 500\nrepeat_frame_ms = 1000\nslate_image = \"{slate}\"\n\
-             [mqtt]\nbroker = \"{broker}\"\nautostart = true\ntelemetry_seconds = 1\n",
-            state = dir.path().join("state").display(),
-            fifo = fifo.display(),
-            rungs = rungs.join(", "),
-            url = nginx.rtmp_url("live"),
-            slate = slate.display(),
-            broker = mosquitto.url(),
-        ) + common::NO_HTTP,
-    )
-    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &fifo,
+        ladder,
+        &nginx.rtmp_url("live"),
+        &mosquitto.url(),
+        &format!("[input_loss]\ninput_loss_ms = 500\nrepeat_frame_ms = 1000\nslate_image = \"{}\"\n", slate.display()),
+    );
     let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
     let mut camera = feeder(&fifo, top_w, top_h);
     let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
@@ -229,15 +144,7 @@ fn a_camera_frozen_for_ten_seconds_gets_the_last_frame_then_the_slate_on_the_sam
     }
 
     // The gap, decoded: the last frame repeated, then the slate, then live again.
-    let slate_thumb = {
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&slate)
-            .args(["-vf", &format!("scale={}:{}", THUMB.0, THUMB.1), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .output()
-            .unwrap();
-        out.stdout
-    };
+    let slate_thumb = thumbnails(&slate).remove(0);
     let frames = thumbnails(&nginx.recordings(ladder[0].0)[0]);
     let runs = runs(&classify(&frames, &slate_thumb));
     let shown: Vec<String> = runs.iter().map(|(k, at, n)| format!("{k:?}@{:.2}s x{n}", *at as f64 / 30.0)).collect();
@@ -251,8 +158,71 @@ fn a_camera_frozen_for_ten_seconds_gets_the_last_frame_then_the_slate_on_the_sam
     assert_eq!(after.0, Kind::Live, "{shown:?}");
     let gap_s = (still.2 + runs[slate_run].2) as f64 / 30.0;
     // From the last live frame to the first live one again: the freeze plus
-    // the time the picture took to return, which must be within 1 s.
-    assert!(gap_s <= frozen_for + 1.0, "live picture back {:.2} s after the feeder resumed: {shown:?}", gap_s - frozen_for);
+    // the time the picture took to return, which must be within 1 s (2 s
+    // under qemu-user, where the whole daemon runs slower than real time).
+    let back_within = if common::device::emulated() { 2.0 } else { 1.0 };
+    assert!(gap_s <= frozen_for + back_within, "live picture back {:.2} s after the feeder resumed: {shown:?}", gap_s - frozen_for);
     assert!(gap_s >= frozen_for - 0.5, "the gap ({gap_s:.2} s) is shorter than the freeze ({frozen_for:.2} s): {shown:?}");
     eprintln!("gap {gap_s:.2} s for a {frozen_for:.2} s freeze; still {still_s:.2} s; runs {shown:?}");
+}
+
+#[test]
+fn new_input_loss_handling_configured_while_live_takes_the_next_loss_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ladder = &small_ladder()[..2];
+    let (top_w, top_h) = (ladder[0].1, ladder[0].2);
+    let slate = slate_image(dir.path());
+    let fifo = dir.path().join("camera.y4m");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mosquitto = Mosquitto::start();
+    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    // Started with the built-in card and the default timings.
+    let config = write_config(dir.path(), &fifo, ladder, &nginx.rtmp_url("live"), &mosquitto.url(), "");
+    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
+    let mut camera = feeder(&fifo, top_w, top_h);
+    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
+    let live = dash.wait_json(T, "fieldcast/cam/status", |v| v["state"] == "live" && v["input"]["signal"] == true);
+    assert!(live.is_some(), "never live with a signal: {}", device.log_text());
+    std::thread::sleep(Duration::from_secs(2));
+
+    // While live: a slate image, the loss declared after 300 ms, no repeat.
+    let change = serde_json::json!({"id": "il1", "config": {"input_loss": {
+        "input_loss_ms": 300, "repeat_frame_ms": 0, "slate_image": slate.to_str().unwrap()}}});
+    dash.publish("fieldcast/cam/cmd/configure", change.to_string().as_bytes(), false);
+    let reply = dash.wait_json(T, "fieldcast/cam/reply/il1", |_| true).expect("a reply to the configure");
+    assert_eq!((reply["ok"].as_bool(), reply["result"]["applied"].as_str()), (Some(true), Some("live")), "{reply}\n{}", device.log_text());
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The camera freezes for 4 s: the new slate, at once.
+    let pid = feeder_pid(&fifo).expect("the feeder runs");
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    let back = dash.wait_json(Duration::from_secs(5), "fieldcast/cam/status", |v| v["input"]["signal"] == true && v["input"]["slate"] == false);
+    assert!(back.is_some(), "the signal never came back: {}", device.log_text());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{}", device.log_text());
+    let _ = camera.kill();
+    let _ = Command::new("pkill").args(["-9", "-f", &format!("yuv4mpegpipe -y {}", fifo.display())]).status();
+    let _ = camera.wait();
+    let log = device.log_text();
+    assert_eq!(log.matches("session started").count(), 1, "the change restarted the session:\n{log}");
+    assert!(log.contains("input-loss handling changed live"), "the frame clock never took the change:\n{log}");
+    for (name, ..) in ladder {
+        assert_eq!(nginx.recordings(name).len(), 1, "{name}: published again:\n{log}");
+    }
+    let slate_thumb = thumbnails(&slate).remove(0);
+    // (The timeline itself is judged by the test above.)
+    let frames = thumbnails(&nginx.recordings(ladder[0].0)[0]);
+    let runs = runs(&classify(&frames, &slate_thumb));
+    let shown: Vec<String> = runs.iter().map(|(k, at, n)| format!("{k:?}@{:.2}s x{n}", *at as f64 / 30.0)).collect();
+    // The configured image (not the built-in card), after a short still:
+    // 300 ms to call the loss, no repeat, the slate's own start-up.
+    let slate_run = runs.iter().position(|r| r.0 == Kind::Slate && r.2 > 30).unwrap_or_else(|| panic!("the new slate never showed: {shown:?}"));
+    let still = runs[slate_run - 1];
+    assert_eq!(still.0, Kind::Still, "{shown:?}");
+    let still_s = still.2 as f64 / 30.0;
+    assert!(still_s <= 1.0, "the last frame was repeated for {still_s:.2} s: the new timings (300 ms, no repeat) were not taken: {shown:?}");
+    assert_eq!(runs.get(slate_run + 1).map(|r| r.0), Some(Kind::Live), "never live after the slate: {shown:?}");
+    eprintln!("after a live configure: still {still_s:.2} s, then the new slate; runs {shown:?}");
 }

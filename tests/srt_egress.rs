@@ -61,6 +61,11 @@ fn run_fieldcast(dir: &Path, config: &str, seconds: u32, during: impl FnOnce()) 
     logs
 }
 
+/// The log lines that name `what` (an output's destination).
+fn lines_about(logs: &str, what: &str) -> String {
+    logs.lines().filter(|l| l.contains(what)).collect::<Vec<_>>().join("\n")
+}
+
 /// Keyframe PTS of a received rung, after checking what ffprobe sees.
 fn judge(file: &Path, (name, w, h, kbps): (&str, u32, u32, u32), what: &str) -> Vec<f64> {
     assert!(file.exists() && std::fs::metadata(file).unwrap().len() > 0, "{what}: nothing received");
@@ -131,7 +136,10 @@ fn every_rung_reaches_ffmpeg_and_srt_live_transmit_encrypted_and_a_wrong_passphr
     }
     let mut refusing = SrtReceiver::start(Kind::Ffmpeg, dir.path(), "refusing", Some(PASSPHRASE));
     config.push_str(&srt_destination("refused", &refusing.url(), "r180", WRONG));
-    let logs = run_fieldcast(dir.path(), &config, 7, || {});
+    // 10 s: with 7, one run in about fifteen here left one ffmpeg receiver
+    // with no file at all (cause not found yet; the assertion below prints
+    // that receiver's log and fieldcast's lines about it).
+    let logs = run_fieldcast(dir.path(), &config, 10, || {});
     for (_, _, r) in &mut receivers {
         r.finish();
     }
@@ -139,6 +147,8 @@ fn every_rung_reaches_ffmpeg_and_srt_live_transmit_encrypted_and_a_wrong_passphr
 
     let mut keys = Vec::new();
     for (name, rung, r) in &receivers {
+        let got = std::fs::metadata(&r.out).map_or(0, |m| m.len());
+        assert!(got > 0, "{name}: nothing received; its receiver's log:\n{}\nfieldcast about it:\n{}", r.log(), lines_about(&logs, name));
         keys.push((name.clone(), judge(&r.out, *rung, name)));
     }
     assert_aligned(&keys);
@@ -186,6 +196,10 @@ fn an_srt_output_that_fails_for_good_leaves_the_rtmp_output_of_the_same_session_
     assert!(srt_line("first video frame sent"), "the SRT output never sent before its receiver went away; log:\n{logs}");
     assert!(srt_line("SRT output failed; reconnecting"), "the SRT output did not notice its receiver was gone; log:\n{logs}");
     assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
+    // Adaptive bitrate (on by default) saw the dead receiver's backlog grow
+    // and left the ladder the RTMP output carries alone: every change of
+    // the factor is logged.
+    assert_ladder_untouched(&logs);
     eprintln!("RTMP: {} frames over {span:.1} s, longest gap {longest:.3} s while the SRT receiver was gone", pk.len());
 }
 
@@ -243,23 +257,22 @@ fn a_receiver_killed_and_restarted_on_its_port_gets_the_stream_back_at_once_on_t
     let port = before.port;
     let config = format!(
         "[source]\nkind = \"test\"\nwidth = {w}\nheight = {h}\npattern = \"ball\"\n[ladder]\ngop_seconds = 1\n\
-         rungs = [{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}]\n[recording]\nenabled = false\n\
-         [egress]\nadaptive = false\n{srt}",
+         rungs = [{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}]\n[recording]\nenabled = false\n{srt}",
         n = rung.0,
         w = rung.1,
         h = rung.2,
         k = rung.3,
         srt = srt_destination("channel", &before.url(), rung.0, PASSPHRASE),
     );
-    // Adaptive bitrate is off: the send buffer that fills while the dead
-    // receiver goes unnoticed would step the ladder down, and the climb
-    // back would make the bitrate judged below about the ladder, not the
-    // reconnect (tests/adaptive_bitrate.rs judges that).
+    // Adaptive bitrate is on (the default): the dead receiver's growing
+    // send buffer is not congestion, so the bitrate judged after the
+    // restart is the rung's target.
     let mut after = None;
     let mut accepting_at = None;
-    let logs = run_fieldcast(dir.path(), &config, 20, || {
-        // ffmpeg probes its input for up to 5 s before it writes a byte.
-        std::thread::sleep(Duration::from_secs(8));
+    let logs = run_fieldcast(dir.path(), &config, if emulated() { 26 } else { 20 }, || {
+        // ffmpeg probes its input for up to 5 s before it writes a byte
+        // (and under qemu the stream takes a few seconds to start).
+        std::thread::sleep(Duration::from_secs(if emulated() { 12 } else { 8 }));
         assert!(before.is_running(), "the SRT receiver ended early:\n{}", before.log());
         before.kill();
         // Gone for 2 s: several connect attempts meet nobody.
@@ -289,9 +302,13 @@ fn a_receiver_killed_and_restarted_on_its_port_gets_the_stream_back_at_once_on_t
         .unwrap_or_else(|| panic!("no connection after the receiver came back; log:\n{logs}"));
     let delay = reconnected.duration_since(accepting_at).unwrap_or_default();
     eprintln!("SRT: connected {} ms after the restarted receiver bound its port", delay.as_millis());
-    // RTMP is back within 0.5 s (tests/encoder_e2e.rs); SRT's handshake,
-    // paced by libsrt, has taken 0.3 to 1.3 s here once the receiver is up.
-    let bound = if emulated() { Duration::from_millis(3000) } else { Duration::from_millis(2000) };
+    let attempts = logs.lines().filter(|l| l.contains("reconnecting") || l.contains("connected;")).collect::<Vec<_>>();
+    eprintln!("its attempts meanwhile:\n{}", attempts.join("\n"));
+    // ffmpeg binds its port a little before it answers handshakes, so this
+    // bound is looser than the 0.5 s that
+    // `every_rung_on_one_listener_comes_back_within_half_a_second_of_a_restart_at_one_idr`
+    // holds to (its listener says when it listens).
+    let bound = if emulated() { Duration::from_millis(2000) } else { Duration::from_millis(1000) };
     assert!(delay <= bound, "SRT reconnected {delay:?} after the receiver came back (bound {bound:?}); log:\n{logs}");
     // The receiver that was killed left a file cut mid-packet: its keyframes only.
     let k1: Vec<f64> = video_packets(&before.out).iter().filter(|p| p.keyframe).map(|p| p.pts).collect();
@@ -302,5 +319,185 @@ fn a_receiver_killed_and_restarted_on_its_port_gets_the_stream_back_at_once_on_t
     // The grid goes on: the first keyframe after the restart is a whole number of GOPs later.
     let gops = first - last;
     assert!((gops - gops.round()).abs() < 0.01 && gops.round() >= 2.0, "keyframe grid broken across the restart: {last} -> {first}");
+    assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
+    assert_ladder_untouched(&logs);
+}
+
+/// The adaptive bitrate never moved the ladder (each change is logged).
+fn assert_ladder_untouched(logs: &str) {
+    let moved: Vec<&str> = logs.lines().filter(|l| l.contains("adaptive bitrate: the ladder at")).collect();
+    assert!(moved.is_empty(), "a receiver that went away moved the whole ladder:\n{}", moved.join("\n"));
+}
+
+/// tests/tools/srt_listener.py: one libsrt listener taking every rung's
+/// caller on one port (each with its stream id), writing a file per
+/// connection, its events (`listening`, `accepted <id> <n>`) on stdout.
+struct MultiListener {
+    child: std::process::Child,
+    events: std::path::PathBuf,
+}
+
+impl MultiListener {
+    fn start(port: u16, dir: &Path, name: &str) -> MultiListener {
+        let out = dir.join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        let events = dir.join(format!("{name}.events"));
+        let child = std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/srt_listener.py"))
+            .arg(port.to_string())
+            .arg(&out)
+            .arg(PASSPHRASE)
+            .stdout(std::fs::File::create(&events).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap())
+            .spawn()
+            .expect("start tests/tools/srt_listener.py");
+        let me = MultiListener { child, events };
+        let up = common::wait_for(Duration::from_secs(10), || me.event_time("listening").is_some());
+        assert!(up, "the SRT listener did not start: {:?}", std::fs::read_to_string(dir.join(format!("{name}.stderr"))));
+        me
+    }
+
+    /// The time of the first event line starting with `prefix`.
+    fn event_time(&self, prefix: &str) -> Option<f64> {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().last()?.parse().ok())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MultiListener {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn every_rung_on_one_listener_comes_back_within_half_a_second_of_a_restart_at_one_idr() {
+    if !libsrt_here() {
+        return;
+    }
+    if emulated() {
+        // Measured under qemu: every rung back 0.30-0.31 s after the
+        // listener, but the 360p rung's first GOP after the restart arrived
+        // with frames missing (qemu encodes two rungs barely in real time);
+        // the single-rung restart test below runs there.
+        eprintln!("SKIPPED under emulation: covered by the native run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::srt::free_udp_port();
+    let mut before = MultiListener::start(port, dir.path(), "before");
+    // Every rung on one URL: the stream id (default `{rung}`) tells them apart.
+    let config = format!(
+        "{}[[destination]]\nname = \"channel\"\nurl = \"srt://127.0.0.1:{port}\"\npassphrase = \"{PASSPHRASE}\"\nlatency_ms = 500\n",
+        ladder_toml()
+    );
+    let mut after = None;
+    let logs = run_fieldcast(dir.path(), &config, 18, || {
+        std::thread::sleep(Duration::from_secs(7));
+        before.kill();
+        // Gone for 2 s: connect attempts meet nobody.
+        std::thread::sleep(Duration::from_secs(2));
+        after = Some(MultiListener::start(port, dir.path(), "after"));
+    });
+    let mut after = after.unwrap();
+    after.kill();
+    before.kill();
+    let accepting = after.event_time("listening").unwrap();
+    let mut delays = Vec::new();
+    for (rung, ..) in LADDER {
+        let at = after.event_time(&format!("accepted {rung} 1")).unwrap_or_else(|| panic!("{rung} never came back; log:\n{logs}"));
+        delays.push((rung, at - accepting));
+    }
+    eprintln!("SRT, one listener, every rung: connected again {:?} s after the restarted listener was up", delays);
+    let bound = 0.5;
+    for (rung, d) in &delays {
+        assert!(*d <= bound, "{rung} connected {d:.3} s after the listener was back (bound {bound} s); log:\n{logs}");
+    }
+    // Before and after: every rung whole, at the same keyframes; after the
+    // restart all of them resume at one IDR of the grid.
+    let mut firsts = Vec::new();
+    for (name, part) in [("before", &before), ("after", &after)] {
+        let _ = part;
+        let mut keys = Vec::new();
+        for rung in LADDER {
+            let file = dir.path().join(name).join(format!("{}-1.ts", rung.0));
+            if name == "before" {
+                // Killed mid-packet: its keyframes only.
+                keys.push((format!("{name}/{}", rung.0), video_packets(&file).iter().filter(|p| p.keyframe).map(|p| p.pts).collect::<Vec<_>>()));
+            } else {
+                keys.push((format!("{name}/{}", rung.0), judge(&file, *rung, &format!("{name}/{}", rung.0))));
+            }
+        }
+        assert_aligned(&keys);
+        firsts.push(keys.iter().map(|(_, k)| k[0]).collect::<Vec<_>>());
+    }
+    let after_firsts = &firsts[1];
+    assert!(after_firsts.iter().all(|t| (t - after_firsts[0]).abs() < 0.002), "the rungs resumed at different keyframes: {after_firsts:?}");
+    assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
+    assert_ladder_untouched(&logs);
+}
+
+#[test]
+fn an_srt_failover_standby_is_probed_without_taking_its_receiver_and_one_that_is_down_is_a_warning() {
+    if !libsrt_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rung = if emulated() { ("r180", 320, 180, 300) } else { LADDER[1] };
+    let mut primary = SrtReceiver::start(Kind::Ffmpeg, dir.path(), "primary", Some(PASSPHRASE));
+    let backup_port = common::srt::free_udp_port();
+    let config = format!(
+        "[source]\nkind = \"test\"\nwidth = {w}\nheight = {h}\npattern = \"ball\"\n[ladder]\ngop_seconds = 1\n\
+         rungs = [{{ name = \"{n}\", width = {w}, height = {h}, bitrate_kbps = {k} }}]\n[recording]\nenabled = false\n\
+         [[destination]]\nname = \"channel\"\nurl = \"{url}\"\nbackup_url = \"srt://127.0.0.1:{backup_port}\"\n\
+         redundancy = \"failover\"\nfailover_after_ms = 1000\npassphrase = \"{PASSPHRASE}\"\nlatency_ms = 500\n",
+        n = rung.0,
+        w = rung.1,
+        h = rung.2,
+        k = rung.3,
+        url = primary.url(),
+    );
+    let log_file = dir.path().join("fieldcast.log");
+    let log_now = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let mut backup = None;
+    let mut backup_alive_before_switch = false;
+    // Under qemu the steps below take longer (a start of seconds, each wait
+    // near its bound): the run is long enough for the backup to stream after them.
+    let seconds = if emulated() { 40 } else { 24 };
+    let logs = run_fieldcast(dir.path(), &config, seconds, || {
+        // Nobody on the backup's port: a warning, the primary streaming.
+        let down = common::wait_for(Duration::from_secs(8), || log_now().contains("the failover standby endpoint is down"));
+        assert!(down, "no warning for a standby that is down; log:\n{}", log_now());
+        // The backup's receiver starts: probed several times, never taken.
+        let mut b = SrtReceiver::start_on(Kind::Ffmpeg, backup_port, dir.path(), "backup", Some(PASSPHRASE));
+        let back = common::wait_for(Duration::from_secs(8), || log_now().contains("the failover standby endpoint is reachable again"));
+        assert!(back, "the standby never came back; log:\n{}", log_now());
+        // Reachable: probed every 3 s; two more probes pass meanwhile.
+        std::thread::sleep(Duration::from_secs(7));
+        backup_alive_before_switch = b.is_running();
+        // The primary's receiver dies: the destination fails over to the backup.
+        primary.kill();
+        let switched = common::wait_for(Duration::from_secs(10), || log_now().contains("switching the destination to the other one"));
+        assert!(switched, "no failover within 10 s of the primary's end; log:\n{}", log_now());
+        // Streams there for a few seconds before the run ends.
+        std::thread::sleep(Duration::from_secs(4));
+        backup = Some(b);
+    });
+    let mut backup = backup.unwrap();
+    backup.finish();
+    assert!(backup_alive_before_switch, "a probe took the backup receiver's one caller slot:\n{}", backup.log());
+    assert!(logs.contains("switching the destination to the other one"), "no failover; log:\n{logs}");
+    judge(&backup.out, rung, "the backup after the failover");
+    let warned = |endpoint: &str| {
+        logs.lines().filter(|l| l.contains("the failover standby endpoint is down") && l.contains(&format!("endpoint=\"{endpoint}\""))).count()
+    };
+    assert_eq!(warned("backup"), 1, "the backup's warning is said once; log:\n{logs}");
+    // After the switch the dead primary is the standby: down, a warning too.
+    assert_eq!(warned("primary"), 1, "the dead primary, now the standby, is not reported down; log:\n{logs}");
     assert!(!logs.contains(PASSPHRASE), "the passphrase in the log:\n{logs}");
 }

@@ -6,6 +6,7 @@
 use std::process::Command;
 
 const UNIT: &str = include_str!("../systemd/fieldcast.service");
+const SOCKET: &str = include_str!("../systemd/fieldcast.socket");
 
 fn directive(key: &str) -> Vec<&'static str> {
     UNIT.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).collect()
@@ -16,7 +17,10 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("fieldcast.service");
     std::fs::write(&unit, UNIT.replace("/usr/bin/fieldcast", env!("CARGO_BIN_EXE_fieldcast"))).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&unit).output().expect("systemd-analyze (package systemd)");
+    // The socket unit beside it: verified together (it activates the service of its name).
+    let socket = dir.path().join("fieldcast.socket");
+    std::fs::write(&socket, SOCKET).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&unit).arg(&socket).output().expect("systemd-analyze (package systemd)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
     assert!(stderr.trim().is_empty(), "systemd-analyze verify warned:\n{stderr}");
@@ -35,4 +39,7 @@ fn the_unit_matches_what_the_binary_does() {
         assert!(!directive(hardening).is_empty(), "{hardening} missing");
     }
     assert!(directive("MemoryDenyWriteExecute").is_empty(), "breaks GStreamer's ORC");
+    // Port 80 comes from fieldcast.socket: the service keeps no capability.
+    assert_eq!(directive("CapabilityBoundingSet"), [""]);
+    assert_eq!(SOCKET.lines().filter_map(|l| l.strip_prefix("ListenStream=")).collect::<Vec<_>>(), ["80"]);
 }

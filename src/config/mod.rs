@@ -126,11 +126,29 @@ pub fn from_value(table: toml::Table, origin: &str) -> Result<Config, ConfigErro
     validate::validate(raw, default_state_dir()).map_err(|errors| ConfigError::Invalid { origin: origin.into(), errors })
 }
 
-/// Deep-merges `over` onto `base`: tables merge, everything else is replaced.
+/// Keys of a section that are alternatives to one another: a layer (a
+/// drop-in, the remote overlay) that sets one of them replaces the others
+/// the layers below set, so a profile chosen on the page replaces the
+/// file's `rungs` instead of clashing with them.
+const ALTERNATIVES: &[(&str, &[&str])] = &[("ladder", &["profile", "rungs"])];
+
+/// Deep-merges the layer `over` onto `base`: tables merge, everything else
+/// is replaced, and so are a section's [`ALTERNATIVES`].
 pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (section, keys) in ALTERNATIVES {
+        if let (Some(toml::Value::Table(b)), Some(toml::Value::Table(o))) = (base.get_mut(*section), over.get(*section))
+            && keys.iter().any(|k| o.contains_key(*k))
+        {
+            b.retain(|k, _| !keys.iter().any(|x| *x == k) || o.contains_key(k));
+        }
+    }
+    merge_tables(base, over)
+}
+
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
             (_, v) => {
                 base.insert(k, v);
             }

@@ -112,6 +112,9 @@ pub struct RawDestination {
     pub track_path: Option<String>,
     /// CMAF: how often a track retries after `403 Forbidden` before it stops.
     pub forbidden_retries: Option<u32>,
+    /// CMAF or Smooth: segment boundaries and timestamps counted from the
+    /// Unix epoch (redundant encoders cut the same segments).
+    pub epoch_aligned: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

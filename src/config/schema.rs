@@ -204,6 +204,7 @@ mod tests {
             "destination[0].enabled (Bool)",
             "destination[0].passphrase (String)",
             "destination[0].pbkeylen (Integer)",
+            "destination[0].epoch_aligned (Bool)",
             "recording.rungs (Array)",
             "egress.connect_timeout_ms (Integer)",
             "mqtt.password (String)",
@@ -215,9 +216,9 @@ mod tests {
             assert!(all.contains(&want.to_string()), "missing {want:?} in {all:#?}");
         }
         // Top level 4, source 12, audio 5, ladder 3 + a rung's 4, destination
-        // 18 + rungs[0], recording 6 + rungs[0], egress 5, input_loss 3, mqtt 13, http 6.
+        // 19 + rungs[0], recording 6 + rungs[0], egress 5, input_loss 3, mqtt 13, http 6.
         let leaves = fields().iter().filter(|f| !matches!(f.shape, Shape::Table | Shape::Array)).count();
-        assert_eq!(leaves, 4 + 12 + 5 + 3 + 4 + 19 + 7 + 5 + 3 + 13 + 6, "{all:#?}");
+        assert_eq!(leaves, 4 + 12 + 5 + 3 + 4 + 20 + 7 + 5 + 3 + 13 + 6, "{all:#?}");
         assert!(is_field_name("bitrate_kbps") && is_field_name("mqtt") && !is_field_name("sk_live_x"));
     }
 }

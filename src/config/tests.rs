@@ -156,7 +156,7 @@ fn cmaf_destinations_need_an_http_url_and_known_placeholders_and_never_echo_a_va
     refused(&cmaf("http://x/live", "backup_url = \"http://y/live\"\n"), "destination[0].backup_url", "not supported for CMAF");
     refused(&cmaf("http://x/live", "passphrase = \"long-enough-1\"\n"), "destination[0].passphrase", "for SRT destinations");
     refused(&cmaf("http://x/live", "forbidden_retries = 1000\n"), "destination[0].forbidden_retries", "is over 100");
-    refused(&format!("{DEST}track_path = \"{{track}}\"\n"), "destination[0].track_path", "for CMAF destinations");
+    refused(&format!("{DEST}track_path = \"{{track}}\"\n"), "destination[0].track_path", "for CMAF and Smooth destinations");
     let errs = errors(&cmaf("http://us3r:s3cr3t@x/live/t0ken", "track_path = \"{s3cr3t}\"\nrungs = [\"t0ken\"]\n"));
     let shown = format!("{errs:?}");
     assert!(!shown.contains("s3cr3t") && !shown.contains("t0ken") && !shown.contains("us3r"), "{shown}");
@@ -167,7 +167,37 @@ fn cmaf_destinations_need_an_http_url_and_known_placeholders_and_never_echo_a_va
     let s = d.cmaf.as_ref().unwrap();
     assert_eq!((s.track_path.as_str(), s.forbidden_retries), ("Streams({track})", 5));
     let dflt = check(&cmaf("http://o/ingest", "")).unwrap();
-    assert_eq!(dflt.destinations[0].cmaf.as_ref().map(|s| s.track_path.as_str()), Some("{track}"));
+    assert_eq!(dflt.destinations[0].cmaf.as_ref().map(|s| (s.track_path.as_str(), s.epoch_aligned)), Some(("{track}", false)));
+    let epoch = check(&cmaf("http://o/ingest", "epoch_aligned = true\n")).unwrap();
+    assert_eq!(epoch.destinations[0].cmaf.as_ref().map(|s| s.epoch_aligned), Some(true));
+    refused(&format!("{DEST}epoch_aligned = true\n"), "destination[0].epoch_aligned", "for CMAF and Smooth destinations");
+    assert!(errors(&cmaf("http://o/ingest", "epoch_aligned = \"yes\"\n")).iter().any(|e| e.field == "destination[0].epoch_aligned"), "a wrong type names the field");
+}
+
+#[test]
+fn smooth_destinations_need_an_http_url_ending_in_ingest_isml_and_never_echo_a_value() {
+    let smooth = |url: &str, extra: &str| format!("[[destination]]\nurl = \"{url}\"\nprotocol = \"smooth\"\n{extra}");
+    refused(&smooth("rtmp://x/live/ingest.isml", ""), "destination[0].url", "must be an http:// or https:// URL for protocol = \"smooth\"");
+    refused(&smooth("srt://x:9000", ""), "destination[0].url", "must be an http:// or https:// URL for protocol = \"smooth\"");
+    refused(&smooth("http://x/live/channel.isml", ""), "destination[0].url", "must end in `/ingest.isml`");
+    refused(&smooth("http://x/live/ingest.isml", "track_path = \"{track}\"\n"), "destination[0].track_path", "of the form `Streams(...)`");
+    refused(&smooth("http://x/live/ingest.isml", "track_path = \"Streams({width})\"\n"), "destination[0].track_path", "not a placeholder");
+    refused(&smooth("http://x/live/ingest.isml", "forbidden_retries = 2\n"), "destination[0].forbidden_retries", "retries without a cap");
+    refused(&smooth("http://x/live/ingest.isml", "stream = \"{rung}\"\n"), "destination[0].stream", "for RTMP destinations");
+    refused(&smooth("http://x/live/ingest.isml", "backup_url = \"http://y/live/ingest.isml\"\n"), "destination[0].backup_url", "not supported for CMAF or Smooth");
+    refused("[[destination]]\nurl = \"http://x/live\"\nprotocol = \"hls\"\n", "destination[0].protocol", "expected one of: rtmp, srt, cmaf, smooth");
+    // Neither a token in the path, a query, nor credentials are echoed.
+    let errs = errors(&smooth("http://us3r:s3cr3t@x/t0ken/ch.isml?auth=k3y", ""));
+    let shown = format!("{errs:?}");
+    assert!(errs.iter().any(|e| e.field == "destination[0].url"), "{shown}");
+    assert!(!shown.contains("s3cr3t") && !shown.contains("t0ken") && !shown.contains("us3r") && !shown.contains("k3y"), "{shown}");
+    let c = check(&smooth("https://u:p@o.example.com/live/t0ken/ingest.isml?auth=k3y", "")).unwrap();
+    let d = &c.destinations[0];
+    assert_eq!(d.url.to_string(), "https://***@o.example.com:443/live/***");
+    let s = d.cmaf.as_ref().unwrap();
+    assert_eq!((s.flavor, s.track_path.as_str()), (crate::egress::cmaf::fragment::Flavor::Smooth, "Streams({track})"));
+    let cmaf = check("[[destination]]\nurl = \"http://o/ingest\"\nprotocol = \"cmaf\"\n").unwrap();
+    assert_eq!(cmaf.destinations[0].cmaf.as_ref().map(|s| s.flavor), Some(crate::egress::cmaf::fragment::Flavor::Cmaf));
 }
 
 #[test]

@@ -182,17 +182,22 @@ pub struct Destination {
     pub srt: Option<SrtSettings>,
     /// The channel's backup ingest and how it is used.
     pub backup: Option<Backup>,
-    /// Set exactly when `url` is an http(s) URL (`protocol = "cmaf"`).
+    /// Set exactly when `url` is an http(s) URL (`protocol = "cmaf"` or `"smooth"`).
     pub cmaf: Option<CmafSettings>,
 }
 
-/// The settings of a CMAF ingest destination.
+/// The settings of a CMAF or Smooth Streaming ingest destination.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CmafSettings {
+    /// `protocol = "cmaf"` or `protocol = "smooth"`.
+    pub flavor: crate::egress::cmaf::fragment::Flavor,
     /// Each track's path after the URL's (`{rung}`, `{kbps}`, `{track}`).
     pub track_path: String,
     /// `403 Forbidden` answers a track takes before it stops.
     pub forbidden_retries: u32,
+    /// Segments start at K x their duration since 1970-01-01T00:00:00Z and
+    /// carry that time (DASH-IF ingest: redundant encoders, same segments).
+    pub epoch_aligned: bool,
 }
 
 /// A destination's second ingest endpoint (AMS live events, YouTube, MediaLive).

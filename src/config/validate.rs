@@ -325,7 +325,7 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     }
     let url = match d.url.as_deref().map(DestinationUrl::parse) {
         None => {
-            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN], rtmps://..., srt://HOST:PORT, or http(s)://HOST/PATH with protocol = \"cmaf\")");
+            e.add(f("url"), "is required (rtmp://HOST[:PORT]/APP[/TOKEN], rtmps://..., srt://HOST:PORT, or http(s)://HOST/PATH with protocol = \"cmaf\" or \"smooth\")");
             None
         }
         Some(Err(err)) => {
@@ -360,9 +360,9 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     let carried: Vec<&RungSpec> = ladder.rungs.iter().filter(|r| rungs.contains(&r.name)).collect();
     let url = url.and_then(|u| protocol_matches(&d, u, i, e));
     let mut cmaf = None;
-    if let Some(DestinationUrl::Http(_)) = &url {
+    if let Some(DestinationUrl::Http(u)) = &url {
         super::srt::refuse_on_rtmp(&d, i, e);
-        cmaf = Some(super::cmaf::settings(&d, i, &carried, audio.bitrate_bps / 1000, e));
+        cmaf = Some(super::cmaf::settings(&d, u, i, &carried, audio.bitrate_bps / 1000, e));
     } else {
         super::cmaf::refuse_elsewhere(&d, i, e);
     }
@@ -407,8 +407,8 @@ fn destination(d: RawDestination, i: usize, ladder: Option<&Ladder>, audio: &Aud
     Some(Destination { name, url: url?, stream_template: template, key: d.key.map(Secret::new), rungs, target, ca_file: d.ca_file, srt, backup, cmaf })
 }
 
-/// `protocol` against the URL's scheme: http(s) needs `cmaf`, `cmaf` needs
-/// http(s); the URL when they agree.
+/// `protocol` against the URL's scheme: http(s) needs `cmaf` or `smooth`,
+/// which need http(s); the URL when they agree.
 fn protocol_matches(d: &RawDestination, url: DestinationUrl, i: usize, e: &mut Errors) -> Option<DestinationUrl> {
     let f = |k: &str| format!("destination[{i}].{k}");
     let by_scheme = match &url {
@@ -418,13 +418,14 @@ fn protocol_matches(d: &RawDestination, url: DestinationUrl, i: usize, e: &mut E
     };
     match d.protocol.as_deref() {
         None if by_scheme == "cmaf" => {
-            e.add(f("protocol"), "is required with an http:// or https:// URL (protocol = \"cmaf\")");
+            e.add(f("protocol"), "is required with an http:// or https:// URL (protocol = \"cmaf\" or \"smooth\")");
             None
         }
         None => Some(url),
         Some(p) if p == by_scheme => Some(url),
-        Some("cmaf") => {
-            e.add(f("url"), "must be an http:// or https:// URL for protocol = \"cmaf\"");
+        Some("smooth") if by_scheme == "cmaf" => Some(url),
+        Some(p @ ("cmaf" | "smooth")) => {
+            e.add(f("url"), format!("must be an http:// or https:// URL for protocol = \"{p}\""));
             None
         }
         Some("rtmp" | "srt") => {
@@ -432,7 +433,7 @@ fn protocol_matches(d: &RawDestination, url: DestinationUrl, i: usize, e: &mut E
             None
         }
         Some(_) => {
-            e.add(f("protocol"), "expected one of: rtmp, srt, cmaf");
+            e.add(f("protocol"), "expected one of: rtmp, srt, cmaf, smooth");
             None
         }
     }

@@ -126,6 +126,26 @@ fn an_overlay_is_validated_whole_with_every_field_named() {
 }
 
 #[test]
+fn a_ladder_profile_in_the_overlay_replaces_the_files_rungs_and_rungs_replace_its_profile() {
+    let with_rungs: toml::Table =
+        "[ladder]
+gop_seconds = 1
+rungs = [{ name = \"a\", width = 640, height = 360, bitrate_kbps = 800 }]
+".parse().unwrap();
+    let c = effective(&with_rungs, &obj(json!({"ladder": {"profile": "basic"}}))).unwrap();
+    assert_eq!(c.ladder.rungs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["720p", "540p", "360p"]);
+    assert_eq!(c.ladder.gop_seconds, 1.0, "the rest of the file's ladder stays");
+    let with_profile: toml::Table = "[ladder]\nprofile = \"standard\"\n".parse().unwrap();
+    let rungs = json!({"ladder": {"rungs": [{"name": "b", "width": 320, "height": 180, "bitrate_kbps": 300}]}});
+    let c = effective(&with_profile, &obj(rungs)).unwrap();
+    assert_eq!(c.ladder.rungs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["b"]);
+    // Both in one layer are still refused.
+    let both = json!({"ladder": {"profile": "basic", "rungs": [{"name": "b", "width": 320, "height": 180, "bitrate_kbps": 300}]}});
+    let e = effective(&toml::Table::new(), &obj(both)).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("config.ladder"));
+}
+
+#[test]
 fn redaction_hides_keys_passwords_and_url_tokens() {
     let o = obj(json!({"destination": [{"name": "a", "key": "sk_SECRET1", "url": "rtmp://h/live?token=SECRET2", "stream": "{rung}_{key}"}]}));
     let text = Value::Object(redacted(&o)).to_string();

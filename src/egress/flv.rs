@@ -181,11 +181,12 @@ mod tests {
             dts_ns: 2_000_000_000,
             keyframe: false,
             data: Bytes::from_static(b"au"),
+            filler: false,
         };
         let t = video_tag(&v);
         assert_eq!(t.timestamp, 2000);
         assert_eq!(&t.body[..], b"\x27\x01\x00\x00\x43au");
-        let a = AudioFrame { pts_ns: 21_333_333, data: Bytes::from_static(b"aac") };
+        let a = AudioFrame { pts_ns: 21_333_333, data: Bytes::from_static(b"aac"), filler: false };
         assert_eq!(audio_tag(&a), Tag { timestamp: 21, body: Bytes::from_static(b"\xAF\x01aac") });
     }
 }

@@ -19,8 +19,10 @@ pub mod plan;
 pub mod record;
 pub mod resume;
 pub mod rtmp;
+pub mod smooth;
 mod sources;
 pub mod srt;
+pub mod standby;
 pub mod status;
 
 pub use output::{OutputHandle, spawn};
@@ -52,6 +54,9 @@ pub struct VideoFrame {
     pub keyframe: bool,
     /// AVC access unit, length-prefixed NAL units.
     pub data: Bytes,
+    /// Replacement content: made while the input was lost (the last frame
+    /// repeated, or the slate).
+    pub filler: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +64,8 @@ pub struct AudioFrame {
     pub pts_ns: u64,
     /// One raw AAC frame.
     pub data: Bytes,
+    /// Played while the input was lost (the slate's silence).
+    pub filler: bool,
 }
 
 /// Counters a sender keeps, readable from telemetry.
@@ -136,6 +143,7 @@ mod tests {
             dts_ns: pts_ms * 1_000_000,
             keyframe,
             data: Bytes::from_static(b"x"),
+            filler: false,
         })
     }
 
@@ -149,7 +157,7 @@ mod tests {
         rx.try_recv().unwrap();
         // Room again, but a delta frame after a drop would not decode: still dropped.
         assert!(!tx.send(video(100, false)));
-        assert!(!tx.send(Media::Audio(AudioFrame { pts_ns: 0, data: Bytes::new() })));
+        assert!(!tx.send(Media::Audio(AudioFrame { pts_ns: 0, data: Bytes::new(), filler: false })));
         assert!(tx.send(video(2000, true)), "keyframe resumes the flow");
         assert!(tx.send(video(2033, false)));
         assert_eq!(tx.stats.dropped.load(Ordering::Relaxed), 3);

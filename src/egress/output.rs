@@ -5,6 +5,8 @@
 use super::plan::OutputPlan;
 use super::failover::Failover;
 use super::resume::ResumeGates;
+use super::smooth::manifest::Books;
+use crate::pipeline::epoch::EpochOrigin;
 use super::status::EgressStatus;
 use super::{MediaSender, cmaf, rtmp, srt};
 use std::time::Duration;
@@ -12,8 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-/// Items an output's channel holds: about two seconds of video and audio.
-pub const OUTPUT_CHANNEL: usize = 256;
+/// Items an output's channel holds: about six seconds of video and audio
+/// (encoded: a few MB at most). When an uplink drops suddenly below the
+/// ladder, the backlog built before adaptive bitrate's steps catch up has
+/// been measured at 3.7 s (a link at 63% of the ladder): a channel of half
+/// this dropped frames there, one run in three.
+pub const OUTPUT_CHANNEL: usize = 512;
 
 pub struct OutputHandle {
     /// `destination/rung`.
@@ -38,7 +44,12 @@ pub struct OutputHandle {
 /// `failover`: the destination's shared failover state when it pushes to a
 /// primary and a backup in `failover` mode (each endpoint then resumes on
 /// its own gate: a standby must not hold the active one back).
-pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failover>) -> OutputHandle {
+///
+/// `books`: the session's Smooth manifest books (one per destination: its
+/// outputs share the codec configurations their manifests list).
+///
+/// `epoch`: the session's timeline origin (an `epoch_aligned` CMAF or Smooth output stamps by it).
+pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, books: &mut Books, epoch: &EpochOrigin, failover: Option<&Failover>) -> OutputHandle {
     let (sender, rx) = MediaSender::channel(OUTPUT_CHANNEL);
     let gate = match failover {
         Some(_) => format!("{}@{}", plan.destination(), plan.endpoint().as_str()),
@@ -58,7 +69,11 @@ pub fn spawn(plan: &OutputPlan, gates: &mut ResumeGates, failover: Option<&Failo
         // CMAF destinations have no backup endpoint (refused by the config);
         // a live bitrate change is not applied to their headers (`btrt`).
         OutputPlan::Cmaf(p) => {
-            let (task, status) = cmaf::spawn(p.clone(), rx);
+            let (task, status) = cmaf::spawn(p.clone(), rx, None, epoch);
+            (task, status, None)
+        }
+        OutputPlan::Smooth(p) => {
+            let (task, status) = cmaf::spawn(p.clone(), rx, Some(books.book(&p.destination, &p.channel)), epoch);
             (task, status, None)
         }
     };

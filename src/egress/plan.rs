@@ -8,8 +8,9 @@
 
 use super::failover::Endpoint;
 use super::rtmp::{PublishMetadata, RtmpPlan};
-use super::cmaf::fragment::{AudioInfo, VideoInfo};
+use super::cmaf::fragment::{AudioInfo, Flavor, VideoInfo};
 use super::cmaf::{AudioTrack, CmafPlan};
+use super::smooth::manifest::{Listed, ListedKind};
 use super::srt::{SrtPlan, TsFormat};
 use crate::backoff::Backoff;
 use crate::config::url::DestinationUrl;
@@ -23,6 +24,8 @@ pub enum OutputPlan {
     Rtmp(RtmpPlan),
     Srt(SrtPlan),
     Cmaf(CmafPlan),
+    /// Smooth Streaming ingest: the CMAF output in its Smooth flavour.
+    Smooth(CmafPlan),
 }
 
 impl OutputPlan {
@@ -30,14 +33,14 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => &p.destination,
             OutputPlan::Srt(p) => &p.destination,
-            OutputPlan::Cmaf(p) => &p.destination,
+            OutputPlan::Cmaf(p) | OutputPlan::Smooth(p) => &p.destination,
         }
     }
     pub fn rung(&self) -> &str {
         match self {
             OutputPlan::Rtmp(p) => &p.rung,
             OutputPlan::Srt(p) => &p.rung,
-            OutputPlan::Cmaf(p) => &p.rung,
+            OutputPlan::Cmaf(p) | OutputPlan::Smooth(p) => &p.rung,
         }
     }
     /// `destination/rung`, for logs and status.
@@ -45,14 +48,14 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => &p.label,
             OutputPlan::Srt(p) => &p.label,
-            OutputPlan::Cmaf(p) => &p.label,
+            OutputPlan::Cmaf(p) | OutputPlan::Smooth(p) => &p.label,
         }
     }
     pub fn endpoint(&self) -> Endpoint {
         match self {
             OutputPlan::Rtmp(p) => p.endpoint,
             OutputPlan::Srt(p) => p.endpoint,
-            OutputPlan::Cmaf(p) => p.endpoint,
+            OutputPlan::Cmaf(p) | OutputPlan::Smooth(p) => p.endpoint,
         }
     }
     /// One line for `check-config`, secrets redacted.
@@ -60,7 +63,7 @@ impl OutputPlan {
         match self {
             OutputPlan::Rtmp(p) => format!("{} -> {} stream `{}` (target {:?})", p.label, p.url, p.stream_name_redacted, p.target),
             OutputPlan::Srt(p) => p.describe(),
-            OutputPlan::Cmaf(p) => p.describe(),
+            OutputPlan::Cmaf(p) | OutputPlan::Smooth(p) => p.describe(),
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct RungContext<'a> {
     pub gop: std::time::Duration,
     /// The first rung this destination carries (a CMAF destination sends the audio track with it).
     pub first_of_destination: bool,
+    /// Every rung this destination carries, in ladder order (a Smooth manifest lists them all).
+    pub carried: &'a [&'a RungSpec],
 }
 
 /// The plans of `destination`'s outputs for one rung: one per endpoint
@@ -128,7 +133,7 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
                     info: AudioInfo { sample_rate: cx.audio.sample_rate, channels: cx.audio.channels, bitrate_bps: cx.audio.bitrate_bps },
                 }
             });
-            OutputPlan::Cmaf(CmafPlan {
+            let plan = CmafPlan {
                 destination: destination.name.clone(),
                 rung: rung.name.clone(),
                 endpoint,
@@ -144,7 +149,17 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
                 frame_ns: cx.fps.frame_ns(),
                 backoff,
                 ca_file: destination.ca_file.clone(),
-            })
+                flavor: cmaf.flavor,
+                channel: match cmaf.flavor {
+                    Flavor::Cmaf => Vec::new(),
+                    Flavor::Smooth => smooth_channel(cx),
+                },
+                epoch_aligned: cmaf.epoch_aligned,
+            };
+            match cmaf.flavor {
+                Flavor::Cmaf => OutputPlan::Cmaf(plan),
+                Flavor::Smooth => OutputPlan::Smooth(plan),
+            }
         }
         DestinationUrl::Srt(url) => {
             let srt = destination.srt.as_ref().expect("an SRT destination has SRT settings");
@@ -172,6 +187,16 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
             })
         }
     }
+}
+
+/// What a Smooth destination's manifest lists: each rung it carries, then the audio.
+fn smooth_channel(cx: &RungContext<'_>) -> Vec<Listed> {
+    let video = cx.carried.iter().map(|r| Listed {
+        name: crate::config::video_track_name(&r.name),
+        kind: ListedKind::Video(VideoInfo { width: r.width, height: r.height, bitrate_bps: r.bitrate_bps }),
+    });
+    let audio = AudioInfo { sample_rate: cx.audio.sample_rate, channels: cx.audio.channels, bitrate_bps: cx.audio.bitrate_bps };
+    video.chain([Listed { name: crate::config::AUDIO_TRACK_NAME.to_owned(), kind: ListedKind::Audio(audio) }]).collect()
 }
 
 pub(crate) fn display_ms<S: serde::Serializer>(v: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {

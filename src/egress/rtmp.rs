@@ -13,10 +13,12 @@
 //! Secrets (token in the app path, the stream name, the tcUrl) never reach
 //! logs or [`EgressStatus`]: logs show the target label and the redacted URL.
 
+mod chunk_repair;
 mod connection;
 mod feed;
 mod redact;
 mod restamp;
+mod standby;
 mod transport;
 
 pub use transport::{TlsConfigError, TransportError, tls_config};
@@ -283,7 +285,7 @@ async fn run(
         if let Some(f) = standby.as_ref().filter(|f| !f.is_active()) {
             status.send_modify(|s| s.state = EgressState::Standby);
             tokio::select! {
-                () = f.until_active() => info!("this endpoint is now the active one"),
+                () = standby::wait(&target, f, &mut tls, &status, &redactor) => info!("this endpoint is now the active one"),
                 () = discard_until_closed(&mut rx, &mut feed, &status, &mut member) => break,
             }
         }
@@ -424,10 +426,11 @@ async fn publish(
                     let pts_ms = feed.start_ns().unwrap_or(0) / 1_000_000;
                     info!(pts_ms, "first video frame sent (a keyframe)");
                 }
-                let queued = conn.unsent_bytes();
+                let (queued, acknowledged) = (conn.unsent_bytes(), conn.acknowledged_bytes());
                 status.send_modify(|s| {
                     s.bytes_sent = bytes_before + conn.bytes_written;
                     s.queued_bytes = queued;
+                    s.peer_progress = bytes_before + acknowledged;
                     s.video_frames_sent += video;
                     s.audio_frames_sent += audio;
                     s.media_discarded += u64::from(!accepted);

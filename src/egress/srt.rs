@@ -14,6 +14,7 @@
 
 mod ffi;
 mod mux;
+pub mod probe;
 
 pub use mux::TsFormat;
 
@@ -49,6 +50,27 @@ const DRAIN: Duration = Duration::from_millis(600);
 const LINGER_MAX: Duration = Duration::from_millis(1500);
 /// A send that cannot hand its data to libsrt for this long fails the connection.
 const SEND_TIMEOUT_MS: i32 = 3000;
+
+/// Bound on one probe of a failover standby endpoint.
+const STANDBY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A caller's handshake takes two round trips (induction, conclusion);
+/// once a connection has shown the path's round trip, an attempt while the
+/// receiver is gone waits this many of them (plus [`ATTEMPT_SLACK`]), within
+/// [`ATTEMPT_MIN`] and the configured connect timeout, and the next one
+/// follows at once. libsrt resends an unanswered handshake only once a
+/// second, so a long attempt started just before the receiver came back
+/// would keep it waiting that long.
+const ATTEMPT_RTTS: u32 = 4;
+const ATTEMPT_SLACK: Duration = Duration::from_millis(150);
+const ATTEMPT_MIN: Duration = Duration::from_millis(250);
+
+/// How long one connect attempt may take while the receiver, reached before
+/// over a path with round trip `rtt_ms`, does not answer.
+fn quick_attempt(rtt_ms: f64, connect_timeout: Duration) -> Duration {
+    let rtt = Duration::from_secs_f64(rtt_ms.max(0.0) / 1000.0);
+    (rtt * ATTEMPT_RTTS + ATTEMPT_SLACK).clamp(ATTEMPT_MIN, connect_timeout.max(ATTEMPT_MIN))
+}
 
 /// How long the receiver may stay silent while we send before the
 /// connection counts as lost: a live receiver acknowledges every 10 ms, so
@@ -249,16 +271,31 @@ async fn run(
     let mut configs = Configs::default();
     let mut schedule = plan.backoff.schedule();
     let mut listener: Option<Arc<Socket>> = None;
+    // Once the path's round trip is known: how long an attempt waits while
+    // the receiver is gone (see [`quick_attempt`]).
+    let mut quick: Option<Duration> = None;
     loop {
         if let Some(f) = standby.as_ref().filter(|f| !f.is_active()) {
             status.send_modify(|s| s.state = EgressState::Standby);
+            // Probed with the handshake's first step only (see `probe`): a
+            // listener that serves one caller is never taken by the probe.
+            let wait = async {
+                while super::standby::due(f, &status).await {
+                    let addr = resolve(&plan.url).map_err(|e| e.to_string());
+                    let result = match addr {
+                        Ok(a) => probe::listener_answers(a, plan.connect_timeout.min(STANDBY_PROBE_TIMEOUT)).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    super::standby::report(f, &plan.backoff, result);
+                }
+            };
             tokio::select! {
-                () = f.until_active() => info!("this endpoint is now the active one"),
+                () = wait => info!("this endpoint is now the active one"),
                 () = discard_until_closed(&mut rx, &mut configs, &status, &mut member) => break,
             }
         }
         let connected = tokio::select! {
-            r = connect(&plan, &mut listener) => r,
+            r = connect(&plan, &mut listener, quick.unwrap_or(plan.connect_timeout)) => r,
             // The pipeline is gone while we were connecting: nothing left to send.
             () = discard_until_closed(&mut rx, &mut configs, &status, &mut member) => break,
         };
@@ -272,6 +309,7 @@ async fn run(
                 member.set_ready(true, std::time::Instant::now());
                 let streamed = stream(&plan, socket, &mut rx, &mut configs, &status, &mut member).await;
                 member.set_ready(false, std::time::Instant::now());
+                quick = status.borrow().srt.as_ref().map(|s| quick_attempt(s.rtt_ms, plan.connect_timeout));
                 match streamed {
                     Ok(()) => break,
                     Err(e) => {
@@ -287,7 +325,17 @@ async fn run(
         if standby.as_ref().is_some_and(|f| f.failed(was_up)) {
             warn!(failed = %plan.endpoint.as_str(), "the active endpoint has been failing for the failover delay: switching the destination to the other one");
         }
-        let delay = crate::backoff::retry_delay(failure.is_refusal(), &mut schedule);
+        let delay = match failure {
+            // A connection just lost (the receiver restarting, or the path
+            // back already): try again at once; an attempt that found
+            // nobody was itself the wait: the next one at once too.
+            _ if was_up && !failure.is_refusal() => Duration::ZERO,
+            SrtOutputError::NoAnswer { .. } if quick.is_some() => Duration::ZERO,
+            _ => crate::backoff::retry_delay(failure.is_refusal(), &mut schedule),
+        };
+        if delay.is_zero() {
+            schedule.reset();
+        }
         let message = super::status::error_chain(&failure);
         if failure.is_refusal() {
             warn!(error = %message, retry_in = ?delay, "SRT output refused by the receiver; retrying will not help until a setting changes");
@@ -339,11 +387,11 @@ fn configure(plan: &SrtPlan, s: &Socket) -> Result<(), SrtError> {
 }
 
 /// One attempt: a caller's handshake, or a listener's next receiver.
-async fn connect(plan: &Arc<SrtPlan>, listener: &mut Option<Arc<Socket>>) -> Result<Arc<Socket>, SrtOutputError> {
+async fn connect(plan: &Arc<SrtPlan>, listener: &mut Option<Arc<Socket>>, timeout: Duration) -> Result<Arc<Socket>, SrtOutputError> {
     match plan.mode {
         SrtMode::Caller => {
             let plan = plan.clone();
-            tokio::task::spawn_blocking(move || call(&plan)).await.unwrap_or(Err(SrtOutputError::Broken)).map(Arc::new)
+            tokio::task::spawn_blocking(move || call(&plan, timeout)).await.unwrap_or(Err(SrtOutputError::Broken)).map(Arc::new)
         }
         SrtMode::Listener => {
             let l = match listener {
@@ -365,13 +413,15 @@ async fn connect(plan: &Arc<SrtPlan>, listener: &mut Option<Arc<Socket>>) -> Res
     }
 }
 
-fn call(plan: &SrtPlan) -> Result<Socket, SrtOutputError> {
+/// One caller's handshake, bounded by `timeout`.
+fn call(plan: &SrtPlan, timeout: Duration) -> Result<Socket, SrtOutputError> {
     let addr = resolve(&plan.url)?;
     let socket = Socket::new()?;
     configure(plan, &socket).map_err(SrtOutputError::Setup)?;
-    match socket.connect(&addr) {
+    socket.set_int(ffi::SRTO_CONNTIMEO, timeout.as_millis().min(i32::MAX as u128) as i32).map_err(SrtOutputError::Setup)?;
+    match socket.connect(&addr, timeout) {
         Ok(()) => Ok(socket),
-        Err(e) => Err(classify(plan, &socket, e)),
+        Err(e) => Err(classify(plan, &socket, e, timeout)),
     }
 }
 
@@ -387,16 +437,16 @@ fn listen(plan: &SrtPlan) -> Result<Socket, SrtOutputError> {
 }
 
 /// Why a caller's connect failed, from libsrt's error and reject reason.
-fn classify(plan: &SrtPlan, socket: &Socket, e: SrtError) -> SrtOutputError {
+fn classify(plan: &SrtPlan, socket: &Socket, e: SrtError, timeout: Duration) -> SrtOutputError {
     let url = plan.url.clone();
     let reason = socket.reject_reason();
     match reason {
         ffi::SRT_REJ_BADSECRET => SrtOutputError::BadPassphrase { url },
         ffi::SRT_REJ_UNSECURE => SrtOutputError::Unsecure { url },
-        ffi::SRT_REJ_TIMEOUT => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
+        ffi::SRT_REJ_TIMEOUT => SrtOutputError::NoAnswer { url, after: timeout },
         r if r >= ffi::SRT_REJC_PREDEFINED => SrtOutputError::StreamIdRejected { url, code: r },
         ffi::SRT_REJ_PEER => SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason), permanent: true },
-        _ if e.code == ffi::SRT_ENOSERVER => SrtOutputError::NoAnswer { url, after: plan.connect_timeout },
+        _ if e.code == ffi::SRT_ENOSERVER => SrtOutputError::NoAnswer { url, after: timeout },
         _ if e.code == ffi::SRT_ECONNREJ => {
             SrtOutputError::Rejected { url, reason: Socket::reject_reason_text(reason), permanent: permanent_rejection(reason) }
         }
@@ -416,7 +466,10 @@ async fn stream(
     status.send_modify(|s| s.state = EgressState::Publishing);
     info!("connected; media starts at the destination's next common keyframe");
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let bytes_before = status.borrow().bytes_sent;
+    let (bytes_before, acks_before) = {
+        let s = status.borrow();
+        (s.bytes_sent, s.peer_progress)
+    };
     let mut muxer: Option<TsMuxer> = None;
     let mut started = false;
     let mut stats = tokio::time::interval(STATS_EVERY);
@@ -434,6 +487,7 @@ async fn stream(
                 if let Some(p) = perf {
                     status.send_modify(|s| {
                         s.bytes_sent = bytes_before + p.byteSentTotal;
+                        s.peer_progress = acks_before + p.pktRecvACKTotal.max(0) as u64;
                         if let Some(srt) = &mut s.srt {
                             update_stats(srt, &p);
                         }
@@ -652,6 +706,16 @@ mod tests {
         assert_eq!(idle.check(100, 10, ms(5000)), None);
         assert_eq!(idle.check(200, 10, ms(5250)), None);
         assert_eq!(idle.check(300, 11, ms(7000)), None);
+    }
+
+    #[test]
+    fn an_attempt_while_the_receiver_is_gone_waits_a_few_round_trips_within_bounds() {
+        let five = Duration::from_secs(5);
+        assert_eq!(quick_attempt(0.1, five), ATTEMPT_MIN, "loopback");
+        assert_eq!(quick_attempt(50.0, five), Duration::from_millis(350));
+        assert_eq!(quick_attempt(300.0, five), Duration::from_millis(1350));
+        assert_eq!(quick_attempt(3000.0, five), five, "never past the configured connect timeout");
+        assert_eq!(quick_attempt(10.0, Duration::from_millis(100)), ATTEMPT_MIN);
     }
 
     #[test]

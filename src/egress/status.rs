@@ -37,6 +37,14 @@ pub struct EgressStatus {
     /// Bytes handed to the connection and not sent yet (RTMP: the TCP
     /// socket's unsent queue); what adaptive bitrate watches.
     pub queued_bytes: u64,
+    /// A counter that moves whenever the peer takes data (RTMP: bytes that
+    /// left the socket's queue; SRT: acknowledgements received; CMAF: body
+    /// bytes written): adaptive bitrate tells a congested output (slow,
+    /// moving) from one whose receiver is gone (not moving) by it.
+    #[serde(skip)]
+    pub peer_progress: u64,
+    /// Not a failure: e.g. a failover standby whose endpoint is down.
+    pub warning: Option<OutputWarning>,
     /// SRT outputs only: the sender's own statistics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtStats>,
@@ -56,6 +64,8 @@ pub struct CmafStats {
 /// SRT output and passed to telemetry as it is.
 pub use crate::status::wire::SrtStats;
 
+pub use crate::status::wire::OutputWarning;
+
 impl EgressStatus {
     /// The status of an output that has not tried to connect yet.
     pub fn new(label: impl Into<String>) -> EgressStatus {
@@ -69,6 +79,8 @@ impl EgressStatus {
             reconnects: 0,
             last_error: None,
             queued_bytes: 0,
+            peer_progress: 0,
+            warning: None,
             srt: None,
             cmaf: None,
         }

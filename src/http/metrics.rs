@@ -6,7 +6,7 @@
 //! restarts (Prometheus treats that as a counter reset). Labels are rung,
 //! destination and endpoint names; never a URL, a stream name or a key.
 
-use crate::status::wire::{OutputState, RecordingState};
+use crate::status::wire::{OutputState, OutputWarning, RecordingState};
 use crate::status::{Snapshot, StateName};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -67,6 +67,7 @@ pub fn render(snapshot: Option<&Snapshot>) -> String {
     let repeated = b.counter("input_frames_repeated", "Output frame slots that repeated the previous frame this session");
     let skipped = b.counter("input_frames_skipped", "Captured frames never sent (the capture ran ahead) this session");
     let slate_frames = b.counter("input_slate_frames", "Output frames that were the slate this session");
+    let audio = b.gauge("audio_level_dbfs", "Audio on the air over the last second per channel: kind=peak (loudest sample) or rms, in dBFS (-100: silence)");
     let bitrate = b.gauge("rung_bitrate_bits_per_second", "Encoded bitrate of a rung measured over the last tick");
     let target = b.gauge("rung_target_bits_per_second", "Configured bitrate of a rung");
     let fps = b.gauge("rung_frames_per_second", "Encoded frames per second of a rung over the last tick");
@@ -76,6 +77,8 @@ pub fn render(snapshot: Option<&Snapshot>) -> String {
     let rung_dropped = b.counter("rung_frames_dropped", "Frames of a rung discarded by its outputs this session");
     let up = b.gauge("output_up", "1 while an output (destination, rung, endpoint) is connected and sending, else 0");
     let standby = b.gauge("output_standby", "1 while an output waits as a failover standby");
+    let standby_down =
+        b.gauge("output_standby_down", "1 while a failover standby output's endpoint failed its last probe (a warning), else 0");
     let sent = b.counter("output_sent_bytes", "Bytes an output sent this session");
     let video_sent = b.counter("output_video_frames_sent", "Video frames an output sent this session");
     let reconnects = b.counter("output_reconnects", "Reconnects of an output this session");
@@ -103,6 +106,10 @@ pub fn render(snapshot: Option<&Snapshot>) -> String {
             count(&repeated, vec![], i.frames_repeated);
             count(&skipped, vec![], i.frames_skipped);
             count(&slate_frames, vec![], i.slate_frames);
+            for a in &i.audio {
+                set(&audio, vec![("channel", a.channel.to_string()), ("kind", "peak".into())], a.peak_dbfs);
+                set(&audio, vec![("channel", a.channel.to_string()), ("kind", "rms".into())], a.rms_dbfs);
+            }
         }
         for r in &s.rungs {
             let l = || vec![("rung", r.name.clone())];
@@ -118,6 +125,7 @@ pub fn render(snapshot: Option<&Snapshot>) -> String {
             let l = || vec![("destination", d.name.clone()), ("rung", d.rung.clone()), ("endpoint", d.endpoint.clone())];
             set(&up, l(), bool01(d.state == OutputState::Connected));
             set(&standby, l(), bool01(d.state == OutputState::Standby));
+            set(&standby_down, l(), bool01(d.warning == Some(OutputWarning::StandbyDown)));
             count(&sent, l(), d.bytes_sent);
             count(&video_sent, l(), d.video_frames_sent);
             count(&reconnects, l(), u64::from(d.reconnects));

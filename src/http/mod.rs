@@ -3,10 +3,12 @@
 //! commands through [`crate::control::local`], the supervisor's one command
 //! path. It never touches the stream: a port it cannot bind or a crash of the
 //! server is logged with its reason and retried with backoff, and the stream
-//! goes on. Routes and their errors are in [`api`], the bearer check in
+//! goes on. Under systemd it serves on the socket `fieldcast.socket` passes
+//! ([`activation`]) instead of binding `listen`. Routes and their errors are in [`api`], the bearer check in
 //! [`auth`], the Prometheus exposition in [`metrics`]; docs/http-api.md is
 //! the contract.
 
+pub mod activation;
 mod api;
 mod auth;
 pub mod metrics;
@@ -50,9 +52,18 @@ async fn serve_forever(config: Http, sources: Sources) {
         info!(setup_code = %code, "page login: no [http] password_hash is set; this one-time setup code logs in once (until the next start)");
     }
     let sessions = std::sync::Arc::new(sessions);
+    match activation::passed() {
+        activation::Passed::Unusable(why) => warn!(reason = %why, listen = %config.listen, "ignoring what systemd passed as a socket; listening on [http] listen"),
+        activation::Passed::Listener { extra, .. } if *extra > 0 => warn!(unused = extra, "systemd passed more than one socket; serving on the first"),
+        _ => {}
+    }
     let mut retry = RETRY.schedule();
     loop {
-        match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match activation::listener() {
+            Some(passed) => passed,
+            None => tokio::net::TcpListener::bind(config.listen).await,
+        };
+        match listener {
             Err(e) => {
                 let delay = retry.next_delay();
                 warn!(listen = %config.listen, error = %e, retry_ms = delay.as_millis() as u64, "HTTP API cannot listen; the stream is not affected, retrying");
@@ -61,7 +72,8 @@ async fn serve_forever(config: Http, sources: Sources) {
             }
             Ok(listener) => {
                 let addr = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-                info!(listen = %addr, token = config.token.is_some(), public_status = config.public_status, "HTTP API listening");
+                let from = if matches!(activation::passed(), activation::Passed::Listener { .. }) { "socket passed by systemd" } else { "[http] listen" };
+                info!(listen = %addr, from, token = config.token.is_some(), public_status = config.public_status, "HTTP API listening");
                 let app = api::router(api::AppState::new(&config, sources.clone(), sessions.clone()));
                 let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 // Its own task: a panic in the server ends that task, not the daemon.

@@ -19,6 +19,19 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const INDEX: &str = include_str!("page/index.html");
+
+/// The page with the ladder form's choices: the built-in profiles, named
+/// with their rungs (from [`crate::config::PROFILES`], the one list).
+static INDEX_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let options: String = crate::config::PROFILES
+        .iter()
+        .map(|(name, rungs)| {
+            let rungs: Vec<String> = rungs.iter().map(|(r, _, _, kbps)| format!("{r} {kbps}")).collect();
+            format!("          <option value=\"{name}\">{name}: {} kbit/s</option>\n", rungs.join(", "))
+        })
+        .collect();
+    INDEX.replace("<!--LADDER-PROFILES-->\n", &options)
+});
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
 
@@ -41,7 +54,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 pub async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX)
+    asset("text/html; charset=utf-8", &INDEX_PAGE)
 }
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)

@@ -47,6 +47,8 @@ pub struct PipelineHandle {
     pub stats: Arc<PipelineStats>,
     /// Every rung's encoder: bitrates set while playing.
     pub bitrates: Arc<super::bitrate::LiveBitrates>,
+    /// The frame clock's input-loss handling, set while playing.
+    pub input_loss: Arc<super::input::LiveInputLoss>,
     /// For reading element properties (queue levels, the snapshot frame);
     /// state changes go through the actor only.
     pipeline: gst::Pipeline,
@@ -82,10 +84,10 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
     let (bus_tx, bus_rx) = mpsc::unbounded_channel::<BusEvent>();
     let done = Arc::new(AtomicBool::new(false));
     let bus = pipeline.bus().expect("a pipeline has a bus");
-    let bus_done = done.clone();
+    let (bus_done, bus_stats) = (done.clone(), stats.clone());
     std::thread::Builder::new()
         .name("gst-bus".into())
-        .spawn(move || bus_thread(bus, bus_tx, bus_done))
+        .spawn(move || bus_thread(bus, bus_tx, bus_done, bus_stats))
         .expect("spawn the bus thread");
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         done.store(true, Ordering::Release);
@@ -93,8 +95,9 @@ pub fn spawn(built: Built) -> Result<(PipelineHandle, mpsc::Receiver<PipelineEve
         return Err(ActorError::Start(e.to_string()));
     }
     input.start(&pipeline);
+    let input_loss = Arc::new(input.live_input_loss());
     let (tx, rx) = mpsc::channel(8);
-    let handle = PipelineHandle { tx, stats, bitrates, pipeline: pipeline.clone() };
+    let handle = PipelineHandle { tx, stats, bitrates, input_loss, pipeline: pipeline.clone() };
     tokio::spawn(run(pipeline, eos_pads, input, rx, bus_rx, event_tx, done));
     Ok((handle, event_rx))
 }
@@ -108,7 +111,7 @@ fn source_name(msg: &gst::Message) -> String {
     msg.src().map(|s| s.path_string().to_string()).unwrap_or_else(|| "pipeline".into())
 }
 
-fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<AtomicBool>) {
+fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<AtomicBool>, stats: Arc<super::stats::PipelineStats>) {
     while !done.load(Ordering::Acquire) {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else { continue };
         let event = match msg.view() {
@@ -120,6 +123,12 @@ fn bus_thread(bus: gst::Bus, tx: mpsc::UnboundedSender<BusEvent>, done: Arc<Atom
                 BusEvent::Public(PipelineEvent::Warning { element: source_name(&msg), message: w.error().to_string() })
             }
             gst::MessageView::Eos(_) => BusEvent::Eos,
+            gst::MessageView::Element(e) => {
+                if let Some(m) = e.structure().and_then(super::level::parse) {
+                    stats.audio.push(m);
+                }
+                continue;
+            }
             gst::MessageView::Application(a) if a.structure().is_some_and(|s| s.name() == super::build::SOURCE_ENDED) => {
                 BusEvent::Public(PipelineEvent::Eos)
             }

@@ -45,6 +45,9 @@ pub struct Taps {
     pub video: HashMap<String, Vec<MediaSender>>,
     /// Every output gets the shared audio.
     pub audio: Vec<MediaSender>,
+    /// The timeline's origin since 1970, which the frame clock records and
+    /// `epoch_aligned` outputs stamp their segments by.
+    pub epoch: super::epoch::EpochOrigin,
 }
 
 pub struct Built {
@@ -105,7 +108,9 @@ fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
 
 pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     let pipeline = gst::Pipeline::with_name("fieldcast");
-    let stats = Arc::new(PipelineStats::new(plan.rungs.iter().map(|r| r.name.clone())));
+    let mut stats = PipelineStats::new(plan.rungs.iter().map(|r| r.name.clone()));
+    stats.epoch = taps.epoch.clone();
+    let stats = Arc::new(stats);
     // Node 0: the frame clock's output, I420 at the planned size and rate
     // (the capture itself runs in its own pipeline, see `input`).
     let appsrc = gst_app::AppSrc::builder()
@@ -122,7 +127,8 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     appsrc.link(&capture_tee).map_err(|_| BuildError::Link("capture".into()))?;
     let eos_pads = vec![capture_tee.static_pad("sink").expect("tee sink")];
     let frame_ns = plan.format.fps.frame_ns();
-    keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns);
+    let epoch = plan.epoch_aligned.then(|| stats.epoch.clone());
+    keyframes::install(&capture_tee.static_pad("sink").expect("tee sink"), plan.gop.duration_ns, frame_ns, epoch);
     watch_capture_eos(&capture_tee);
     // A file's own audio arrives from the capture pipeline through an appsrc.
     let audio_bridge = (plan.audio.audio.source == AudioSource::File).then(|| {
@@ -152,7 +158,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     // Always consumed, even with no output: a tee with no branch stops the source.
     {
         let q = queue(50)?;
-        let sink = audio_appsink(taps.audio.clone());
+        let sink = audio_appsink(taps.audio.clone(), stats.clone());
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&audio_tee, &q, &sink]).map_err(|_| BuildError::Link("audio appsink".into()))?;
     }
@@ -164,7 +170,7 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
         let senders = taps.video.get(&rung.name).cloned().unwrap_or_default();
         let rung_stats = stats.rung(&rung.name).expect("stats for every rung");
         let q = queue(30)?;
-        let sink = video_appsink(senders, rung_stats);
+        let sink = video_appsink(senders, rung_stats, stats.clone());
         pipeline.add_many([&q, &sink])?;
         gst::Element::link_many([&rung_tee, &q, &sink]).map_err(|_| BuildError::Link(format!("{} appsink", rung.name)))?;
     }
@@ -324,15 +330,18 @@ fn media_appsink(
     sink.upcast()
 }
 
-fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>) -> gst::Element {
+/// A rung's encoded frames to its outputs; `pipeline` says which were filler.
+fn video_appsink(senders: Vec<MediaSender>, stats: Arc<RungStats>, pipeline: Arc<PipelineStats>) -> gst::Element {
     media_appsink(senders, 60, Media::VideoConfig, move |pts_ns, dts_ns, keyframe, data| {
         stats.on_frame(pts_ns, data.len(), keyframe);
-        Media::Video(VideoFrame { pts_ns, dts_ns, keyframe, data })
+        Media::Video(VideoFrame { pts_ns, dts_ns, keyframe, data, filler: pipeline.filler.covers(pts_ns) })
     })
 }
 
-fn audio_appsink(senders: Vec<MediaSender>) -> gst::Element {
-    media_appsink(senders, 100, Media::AudioConfig, |pts_ns, _, _, data| Media::Audio(AudioFrame { pts_ns, data }))
+fn audio_appsink(senders: Vec<MediaSender>, pipeline: Arc<PipelineStats>) -> gst::Element {
+    media_appsink(senders, 100, Media::AudioConfig, move |pts_ns, _, _, data| {
+        Media::Audio(AudioFrame { pts_ns, data, filler: pipeline.filler.covers(pts_ns) })
+    })
 }
 
 /// The audio source for sources that carry none of their own.

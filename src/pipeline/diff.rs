@@ -1,8 +1,9 @@
 //! Whether a new plan can be applied to the running pipeline without a
-//! restart. Pure (two plans in, a decision out), table-tested: a change of
-//! rung bitrates only, on a board whose encoder takes a bitrate while
-//! playing, is set live; anything else (a size, the GOP, the source, the
-//! input-loss timings, an output, a stream name that carries `{kbps}`, the
+//! restart. Pure (two plans in, a decision out), table-tested: new rung
+//! bitrates (on a board whose encoder takes a bitrate while playing) and new
+//! input-loss handling (the timings, the slate image: the frame clock is
+//! ours) are taken live, alone or together; anything else (a size, the GOP,
+//! the source, an output, a stream name that carries `{kbps}`, the
 //! recording) restarts the session as before.
 
 use super::plan::Plan;
@@ -19,7 +20,7 @@ pub struct BitrateChange {
 /// What a restart is needed for, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartFor {
-    /// The source, its format, or what goes out on input loss.
+    /// The source or its format.
     Input,
     /// Rungs added, removed, renamed or resized; the GOP; encoder settings other than the bitrate.
     Ladder,
@@ -34,7 +35,7 @@ pub enum RestartFor {
 impl std::fmt::Display for RestartFor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RestartFor::Input => "the input or its loss handling changed",
+            RestartFor::Input => "the input changed",
             RestartFor::Ladder => "the ladder changed beyond its bitrates",
             RestartFor::Audio => "the audio changed",
             RestartFor::Outputs => "an output changed",
@@ -48,8 +49,9 @@ impl std::fmt::Display for RestartFor {
 pub enum PlanChange {
     /// Nothing the running pipeline does would change.
     Same,
-    /// Only rung bitrates: set on the running encoders.
-    Bitrates(Vec<BitrateChange>),
+    /// Taken by the running pipeline: new rung bitrates (set on the
+    /// encoders), new input-loss handling (handed to the frame clock), or both.
+    Live { bitrates: Vec<BitrateChange>, input_loss: bool },
     Restart(RestartFor),
 }
 
@@ -58,7 +60,6 @@ pub fn diff(running: &Plan, next: &Plan) -> PlanChange {
     if running.board != next.board
         || running.source != next.source
         || running.format != next.format
-        || running.input_loss != next.input_loss
         || running.device_id != next.device_id
     {
         return PlanChange::Restart(RestartFor::Input);
@@ -68,7 +69,7 @@ pub fn diff(running: &Plan, next: &Plan) -> PlanChange {
             (&a.name, a.width, a.height, a.fps, a.gop_frames, a.scaler) == (&b.name, b.width, b.height, b.fps, b.gop_frames, b.scaler)
                 && a.encoder.without_bitrate() == b.encoder.without_bitrate()
         });
-    if !same_rungs || running.scalers != next.scalers || running.gop != next.gop || running.pixel_rate != next.pixel_rate {
+    if !same_rungs || running.scalers != next.scalers || running.gop != next.gop || running.epoch_aligned != next.epoch_aligned || running.pixel_rate != next.pixel_rate {
         return PlanChange::Restart(RestartFor::Ladder);
     }
     if running.audio != next.audio {
@@ -89,13 +90,14 @@ pub fn diff(running: &Plan, next: &Plan) -> PlanChange {
         .filter(|(a, b)| a.bitrate_bps != b.bitrate_bps)
         .map(|(a, b)| BitrateChange { rung: a.name.clone(), from_bps: a.bitrate_bps, to_bps: b.bitrate_bps })
         .collect();
-    if changes.is_empty() {
+    let input_loss = running.input_loss != next.input_loss;
+    if changes.is_empty() && !input_loss {
         return PlanChange::Same;
     }
-    if !next.rungs.iter().all(|r| r.encoder.bitrate.live) {
+    if !changes.is_empty() && !next.rungs.iter().all(|r| r.encoder.bitrate.live) {
         return PlanChange::Restart(RestartFor::EncoderNotLive);
     }
-    PlanChange::Bitrates(changes)
+    PlanChange::Live { bitrates: changes, input_loss }
 }
 
 /// `output` declaring the video bitrate `like` declares: what is left to
@@ -138,17 +140,17 @@ mod tests {
     #[test]
     fn new_bitrates_alone_are_set_live_on_every_board_that_can() {
         let lower = BASE.replace("3000", "1500");
-        let want = PlanChange::Bitrates(vec![BitrateChange { rung: "720p".into(), from_bps: 3_000_000, to_bps: 1_500_000 }]);
+        let want = PlanChange::Live { bitrates: vec![BitrateChange { rung: "720p".into(), from_bps: 3_000_000, to_bps: 1_500_000 }], input_loss: false };
         assert_eq!(change(BASE, &lower), want);
         let both = lower.replace("800", "1200");
         match change(BASE, &both) {
-            PlanChange::Bitrates(c) => assert_eq!(c.iter().map(|c| (c.rung.as_str(), c.to_bps)).collect::<Vec<_>>(), [("720p", 1_500_000), ("360p", 1_200_000)]),
+            PlanChange::Live { bitrates: c, input_loss: false } => assert_eq!(c.iter().map(|c| (c.rung.as_str(), c.to_bps)).collect::<Vec<_>>(), [("720p", 1_500_000), ("360p", 1_200_000)]),
             other => panic!("{other:?}"),
         }
         for b in ["rpi4", "rpi5", "rk3588", "jetson", "imx8mp"] {
             let basic = BASE.replace("1280, height = 720", "960, height = 540");
             let p = diff(&planned(&basic, b), &planned(&basic.replace("3000", "1500"), b));
-            assert!(matches!(p, PlanChange::Bitrates(_)), "{b}: {p:?}");
+            assert!(matches!(p, PlanChange::Live { input_loss: false, .. }), "{b}: {p:?}");
         }
     }
 
@@ -169,7 +171,6 @@ mod tests {
             (BASE.replace("\"360p\"", "\"low\""), RestartFor::Ladder),
             (BASE.replace("[ladder]\n", "[ladder]\ngop_seconds = 1\n"), RestartFor::Ladder),
             (format!("[audio]\nbitrate_kbps = 96\n{BASE}"), RestartFor::Audio),
-            (format!("[input_loss]\nrepeat_frame_ms = 0\n{BASE}"), RestartFor::Input),
             (format!("[source]\npattern = \"ball\"\n{BASE}"), RestartFor::Input),
             (BASE.replace("rtmp://a/live", "rtmp://b/live"), RestartFor::Outputs),
             (format!("{BASE}[egress]\nreconnect_max_ms = 9000\n"), RestartFor::Outputs),
@@ -181,6 +182,28 @@ mod tests {
             // A bitrate change beside it does not make it live.
             assert_eq!(change(BASE, &next.replace("3000", "1500")), PlanChange::Restart(why), "{next}");
         }
+    }
+
+    #[test]
+    fn new_input_loss_handling_is_taken_live_alone_or_beside_new_bitrates_on_any_board() {
+        for next in ["[input_loss]\nrepeat_frame_ms = 0\n", "[input_loss]\ninput_loss_ms = 300\n"] {
+            let next = format!("{next}{BASE}");
+            assert_eq!(change(BASE, &next), PlanChange::Live { bitrates: vec![], input_loss: true }, "{next}");
+            match change(BASE, &next.replace("3000", "1500")) {
+                PlanChange::Live { bitrates, input_loss: true } => assert_eq!(bitrates.len(), 1, "{next}"),
+                other => panic!("{next}: {other:?}"),
+            }
+        }
+        let mut slate = planned(BASE, "generic");
+        slate.input_loss.slate_image = Some("/srv/slate.png".into());
+        assert_eq!(diff(&planned(BASE, "generic"), &slate), PlanChange::Live { bitrates: vec![], input_loss: true });
+        // A board that cannot take a bitrate live still takes the slate live.
+        let mut b = board("generic");
+        b.encoder.bitrate.live = false;
+        let config = |t: &str| from_value(parse_str(t, std::path::Path::new("t.toml")).unwrap(), "t").unwrap();
+        let a = plan(&config(BASE), &b, HD).unwrap();
+        let n = plan(&config(&format!("[input_loss]\nrepeat_frame_ms = 0\n{BASE}")), &b, HD).unwrap();
+        assert_eq!(diff(&a, &n), PlanChange::Live { bitrates: vec![], input_loss: true });
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub struct InputRuntime {
     audio_bridge: Option<gst_app::AppSrc>,
     mute: Option<gst::Element>,
     slate: Option<super::slate::Slate>,
+    updates: super::pacer::LossUpdates,
     stop: Arc<AtomicBool>,
     waiting: Arc<Mutex<Option<gst::SingleShotClockId>>>,
     threads: Vec<(&'static str, std::sync::mpsc::Receiver<()>)>,
@@ -97,10 +98,16 @@ impl InputRuntime {
             audio_bridge,
             mute,
             slate: Some(slate),
+            updates: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             waiting: Arc::default(),
             threads: Vec::new(),
         })
+    }
+
+    /// Where new input-loss handling reaches the running frame clock.
+    pub fn live_input_loss(&self) -> LiveInputLoss {
+        LiveInputLoss { updates: self.updates.clone(), current: Mutex::new(self.plan.input_loss.clone()) }
     }
 
     /// Starts the capture and the frame clock (the output pipeline is going to PLAYING).
@@ -116,6 +123,7 @@ impl InputRuntime {
             fps: self.plan.format.fps,
             after: self.plan.input_loss.after,
             repeat: self.plan.input_loss.repeat,
+            updates: self.updates.clone(),
             stop: self.stop.clone(),
             waiting: self.waiting.clone(),
         };
@@ -396,5 +404,32 @@ impl Capture {
                 _ => {}
             }
         }
+    }
+}
+
+/// Input-loss handling set while playing (a live `configure`): the timings
+/// go to the frame clock's next slot; a new slate image is built into a
+/// slate of its own first (its pipeline plays only while it is on air).
+pub struct LiveInputLoss {
+    updates: super::pacer::LossUpdates,
+    current: Mutex<crate::config::InputLoss>,
+}
+
+impl LiveInputLoss {
+    /// Hands `plan`'s input-loss handling to the frame clock; false when it
+    /// is what runs already.
+    pub fn set(&self, plan: &Plan) -> Result<bool, BuildError> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let next = &plan.input_loss;
+        if *current == *next {
+            return Ok(false);
+        }
+        let slate = if current.slate_image != next.slate_image { Some(super::slate::build(plan)?) } else { None };
+        let mut pending = self.updates.lock().unwrap_or_else(|p| p.into_inner());
+        // An update the clock has not taken yet: its slate stays unless replaced.
+        let slate = slate.or_else(|| pending.take().and_then(|u| u.slate));
+        *pending = Some(super::pacer::LossUpdate { after: next.after, repeat: next.repeat, slate });
+        *current = next.clone();
+        Ok(true)
     }
 }

@@ -56,6 +56,13 @@ impl LossClock {
         self.lost
     }
 
+    /// New timings, taken from the next slot on (a live `configure`): an
+    /// input already lost stays lost; one not lost yet is judged by them.
+    pub fn retime(&mut self, after: Duration, repeat: Duration) {
+        self.after_ns = after.as_nanos() as u64;
+        self.repeat_ns = repeat.as_nanos() as u64;
+    }
+
     /// `fresh`: a captured frame waits for this slot; `have_last`: there is
     /// a frame to repeat; `have_slate`: a slate frame is ready.
     pub fn pick(&mut self, now_ns: u64, fresh: bool, have_last: bool, have_slate: bool) -> (Pick, Option<Change>) {
@@ -99,6 +106,17 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 /// At most one warning about repeated frames this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// New input-loss handling for the running frame clock (a live
+/// `configure`): the timings, and a new slate when the image changed.
+pub struct LossUpdate {
+    pub after: Duration,
+    pub repeat: Duration,
+    pub slate: Option<Slate>,
+}
+
+/// Where an update waits for the frame clock's next slot.
+pub type LossUpdates = Arc<Mutex<Option<LossUpdate>>>;
+
 pub struct PacerSetup {
     pub appsrc: gst_app::AppSrc,
     pub pipeline: gst::Pipeline,
@@ -110,17 +128,22 @@ pub struct PacerSetup {
     pub fps: Fps,
     pub after: Duration,
     pub repeat: Duration,
+    pub updates: LossUpdates,
     pub stop: Arc<AtomicBool>,
     /// Where a stop finds the clock wait to cancel.
     pub waiting: Arc<Mutex<Option<gst::SingleShotClockId>>>,
 }
 
 /// Runs the frame clock until stopped or the input ended for good.
-pub fn run(s: PacerSetup) {
+pub fn run(mut s: PacerSetup) {
     let Some((clock, base)) = wait_playing(&s.pipeline, &s.stop) else { return };
     let now = || clock.time().saturating_sub(base).nseconds();
     let frame_ns = slot_ns(0, 1, s.fps);
-    let start = now() + frame_ns;
+    let rt_now = now();
+    let start = rt_now + frame_ns;
+    // Where slot 0 falls since 1970 (read by `epoch_aligned` outputs).
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    s.stats.epoch.record(start, unix_now + u128::from(frame_ns), s.fps);
     let mut loss = LossClock::new(s.after, s.repeat, start);
     let mut last: Option<gst::Buffer> = None;
     let mut slate_frame: Option<gst::Buffer> = None;
@@ -145,6 +168,21 @@ pub fn run(s: PacerSetup) {
         k += 1;
         if s.feed.ended() && s.feed.is_empty() {
             break;
+        }
+        let update = s.updates.try_lock().ok().and_then(|mut u| u.take());
+        if let Some(u) = update {
+            loss.retime(u.after, u.repeat);
+            (s.after, s.repeat) = (u.after, u.repeat);
+            if let Some(slate) = u.slate {
+                // The new slate takes over at once, also while it is on air.
+                if loss.lost() {
+                    s.slate.stop();
+                    slate.start();
+                }
+                s.slate = slate;
+                slate_frame = None;
+            }
+            info!(after_ms = u.after.as_millis() as u64, repeat_ms = u.repeat.as_millis() as u64, "input-loss handling changed live");
         }
         let fresh = s.feed.pop();
         if loss.lost()
@@ -177,7 +215,9 @@ pub fn run(s: PacerSetup) {
             }
             Pick::Repeat => {
                 s.stats.frames_repeated.fetch_add(1, Ordering::Relaxed);
-                if !loss.lost() {
+                if loss.lost() {
+                    s.stats.filler.mark(pts, frame_ns);
+                } else {
                     repeated_since_warn += 1;
                     if warned_at.elapsed() >= WARN_EVERY {
                         warn!(frames = repeated_since_warn, "the capture skipped frames; repeated the previous frame to keep the frame rate");
@@ -189,6 +229,7 @@ pub fn run(s: PacerSetup) {
             }
             Pick::Slate => {
                 s.stats.slate_frames.fetch_add(1, Ordering::Relaxed);
+                s.stats.filler.mark(pts, frame_ns);
                 if !s.stats.input_signal().slate {
                     s.stats.set_slate(true);
                     if let Some(m) = &s.mute {

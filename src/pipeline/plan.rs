@@ -87,6 +87,9 @@ pub struct Plan {
     pub scalers: Vec<ScaleNode>,
     pub rungs: Vec<RungPlan>,
     pub gop: GopPlan,
+    /// IDRs at K x the GOP since 1970 (an `epoch_aligned` destination asked;
+    /// the keyframe grid is the whole ladder's, so every output has it).
+    pub epoch_aligned: bool,
     pub audio: AudioPlan,
     /// One per (destination, rung), in destination order.
     pub outputs: Vec<OutputPlan>,
@@ -219,9 +222,11 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         .destinations
         .iter()
         .flat_map(|d| {
-            specs.iter().filter(|r| d.rungs.contains(&r.name)).enumerate().flat_map(move |(i, rung)| {
+            let carried: Vec<&crate::config::RungSpec> = specs.iter().filter(|r| d.rungs.contains(&r.name)).collect();
+            let plans: Vec<_> = carried.iter().enumerate().flat_map(|(i, rung)| {
                 let cx = RungContext {
                     rung,
+                    carried: &carried,
                     fps: format.fps,
                     audio: &config.audio,
                     options: &config.egress,
@@ -231,7 +236,8 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
                     first_of_destination: i == 0,
                 };
                 output::plan(d, &cx)
-            })
+            }).collect();
+            plans
         })
         .collect();
     let recording = config.recording.as_ref().map(|r| RecordPlan {
@@ -253,6 +259,7 @@ pub fn plan(config: &Config, board: &BoardProfile, format: SourceFormat) -> Resu
         scalers,
         rungs,
         gop,
+        epoch_aligned: config.destinations.iter().any(|d| d.cmaf.as_ref().is_some_and(|c| c.epoch_aligned)),
         audio: AudioPlan {
             audio: a.clone(),
             source: format!("{:?}", a.source).to_lowercase(),
@@ -379,7 +386,7 @@ mod tests {
             .iter()
             .map(|x| match x {
                 OutputPlan::Rtmp(x) => (x.destination.as_str(), x.rung.as_str(), x.stream_name_redacted.as_str()),
-                OutputPlan::Srt(_) | OutputPlan::Cmaf(_) => unreachable!("only RTMP destinations here"),
+                _ => unreachable!("only RTMP destinations here"),
             })
             .collect();
         assert_eq!(

@@ -145,7 +145,7 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
 /// The volume element that silences a separate audio source while the slate is on.
 pub const AUDIO_MUTE: &str = "input_mute";
 
-/// The shared audio: source -> 48 kHz (or 44.1) stereo -> AAC-LC once -> tee.
+/// The shared audio: source -> 48 kHz (or 44.1) stereo -> level meter -> AAC-LC once -> tee.
 pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Element>) -> Result<gst::Element, BuildError> {
     let a = &plan.audio;
     let src = match from_source {
@@ -163,6 +163,12 @@ pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Ele
     let resample = gst::ElementFactory::make("audioresample").build()?;
     let raw = gst::Caps::builder("audio/x-raw").field("rate", a.sample_rate as i32).field("channels", a.channels as i32).build();
     let raw_filter = gst::ElementFactory::make("capsfilter").property("caps", raw).build()?;
+    // The meter, after the mute: what goes on the air (see `level`).
+    let level = gst::ElementFactory::make("level")
+        .name(super::level::LEVEL_ELEMENT)
+        .property("interval", super::level::INTERVAL_NS)
+        .property("post-messages", true)
+        .build()?;
     // voaacenc is constant-rate (128 kbit/s even on silence), so the declared
     // audiodatarate stays truthful; avenc_aac drops to ~12 kbit/s on quiet input.
     let enc = match gst::ElementFactory::make("voaacenc").property("bitrate", a.bitrate_bps as i32).build() {
@@ -176,8 +182,8 @@ pub fn audio(pipeline: &gst::Pipeline, plan: &Plan, from_source: Option<gst::Ele
     let out = gst::Caps::builder("audio/mpeg").field("mpegversion", 4i32).field("stream-format", "raw").build();
     let out_filter = gst::ElementFactory::make("capsfilter").property("caps", out).build()?;
     let tee = gst::ElementFactory::make("tee").name("audio").build()?;
-    pipeline.add_many([&conv, &mute, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])?;
-    gst::Element::link_many([&src, &conv, &mute, &resample, &raw_filter, &enc, &parse, &out_filter, &tee])
+    pipeline.add_many([&conv, &mute, &resample, &raw_filter, &level, &enc, &parse, &out_filter, &tee])?;
+    gst::Element::link_many([&src, &conv, &mute, &resample, &raw_filter, &level, &enc, &parse, &out_filter, &tee])
         .map_err(|_| BuildError::Link("audio chain".into()))?;
     Ok(tee)
 }

@@ -47,6 +47,12 @@ pub struct PipelineStats {
     /// Unix milliseconds when the input was lost; 0 while it delivers.
     lost_at_ms: AtomicU64,
     slate_on: AtomicBool,
+    /// The shared audio's level per channel over the last second.
+    pub audio: super::level::AudioMeter,
+    /// Where the output timeline carried filler (input lost).
+    pub filler: super::filler::FillerSpans,
+    /// The output timeline against the Unix epoch (set by the frame clock).
+    pub epoch: super::epoch::EpochOrigin,
     rungs: Vec<(String, Arc<RungStats>)>,
 }
 
@@ -72,6 +78,9 @@ impl PipelineStats {
             frames_skipped: AtomicU64::new(0),
             lost_at_ms: AtomicU64::new(0),
             slate_on: AtomicBool::new(false),
+            audio: Default::default(),
+            filler: Default::default(),
+            epoch: Default::default(),
             rungs: names.map(|n| (n, Arc::new(RungStats::default()))).collect(),
         }
     }

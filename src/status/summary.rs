@@ -2,7 +2,7 @@
 //! [`EVERY`] the latest snapshot goes to the journal as one line, e.g.
 //! `summary: live; input 30.0/30 fps; 720p 2987 kbps 30.0 fps; primary/720p connected; cpu 43% rss 139 MB`.
 
-use super::wire::OutputState;
+use super::wire::{OutputState, OutputWarning};
 use super::{Latest, Snapshot};
 use std::fmt::Write;
 use std::time::Duration;
@@ -57,6 +57,9 @@ pub fn line(s: &Snapshot) -> String {
             OutputState::Standby => "standby",
         };
         let _ = write!(out, "; {}/{} {state}", d.name, d.rung);
+        if d.warning == Some(OutputWarning::StandbyDown) {
+            let _ = write!(out, " (endpoint down)");
+        }
     }
     for r in &s.recording {
         let state = format!("{:?}", r.state).to_lowercase();
@@ -102,10 +105,11 @@ mod tests {
                 frames_repeated: 0,
                 frames_skipped: 0,
                 slate_frames: 0,
+                audio: Vec::new(),
             }),
             ladder_factor: Some(1.0),
             rungs: vec![Rung { name: "720p".into(), width: 1280, height: 720, target_kbps: 3000, current_kbps: 3000, bitrate_kbps: 2987.4, fps: 30.0, frames: 900, bytes: 1, keyframes: 15, frames_dropped: 0, encoder_queue: Some(0) }],
-            destinations: vec![Destination { name: "primary".into(), rung: "720p".into(), endpoint: "primary".into(), state: OutputState::Reconnecting, bytes_sent: 0, video_frames_sent: 0, reconnects: 1, frames_dropped: 0, send_queue_bytes: 0, last_error: None, srt: None, cmaf: None }],
+            destinations: vec![Destination { name: "primary".into(), rung: "720p".into(), endpoint: "primary".into(), state: OutputState::Reconnecting, bytes_sent: 0, video_frames_sent: 0, reconnects: 1, frames_dropped: 0, send_queue_bytes: 0, last_error: None, warning: None, srt: None, cmaf: None }],
             recording: vec![],
             system: SystemSample { process_cpu_percent: Some(43.2), rss_bytes: Some(139_000_000), ..Default::default() },
         };

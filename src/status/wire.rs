@@ -254,6 +254,19 @@ pub struct Input {
     pub frames_skipped: u64,
     /// Output frames that were the slate.
     pub slate_frames: u64,
+    /// The audio on the air, per channel, over the last second (empty before the first measurement).
+    pub audio: Vec<AudioLevel>,
+}
+
+/// One audio channel's level over the last second, in dBFS (-100: silence or quieter).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioLevel {
+    pub channel: u32,
+    /// The loudest sample.
+    pub peak_dbfs: f64,
+    /// The mean power.
+    pub rms_dbfs: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -291,6 +304,16 @@ pub enum OutputState {
     Standby,
 }
 
+/// A warning on an output: the output itself works (or waits) as it should.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputWarning {
+    /// Failover: this standby endpoint failed its last probe (TCP connect
+    /// and RTMP handshake), so switching to it now would fail. The session
+    /// is not `degraded` by it: the active endpoint carries the stream.
+    StandbyDown,
+}
+
 /// One output (a publish of one rung to one destination).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +332,9 @@ pub struct Destination {
     pub send_queue_bytes: u64,
     /// Redacted.
     pub last_error: Option<String>,
+    /// Something to look at that is not a failure of this output (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<OutputWarning>,
     /// SRT outputs only (absent for RTMP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srt: Option<SrtStats>,

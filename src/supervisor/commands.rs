@@ -389,7 +389,7 @@ impl Supervisor {
         }
     }
 
-    /// Sets a bitrate-only change on the session it was planned against;
+    /// Sets a live change (bitrates, input-loss handling) on the session it was planned against;
     /// false (the caller restarts instead) when that session is gone or an
     /// encoder refused.
     fn apply_live(&mut self, l: LiveChange) -> bool {
@@ -397,7 +397,7 @@ impl Supervisor {
         match s.retarget(&l.changes, l.plan) {
             Ok(()) => true,
             Err(e) => {
-                warn!(error = %e, "the new bitrate could not be set live; restarting on it instead");
+                warn!(error = %e, "the change could not be applied live; restarting on it instead");
                 false
             }
         }
@@ -579,8 +579,9 @@ fn check_config(config: Config, current: &Config, board: &crate::board::BoardPro
 }
 
 /// A change the running session can take live: the config differs from the
-/// current one in rung bitrates only (what the plan does not hold, such as
-/// failover timing, restarts too), and the plans say the encoders can.
+/// current one in rung bitrates and input-loss handling only (what the plan
+/// does not hold, such as failover timing, restarts too), and the plans say
+/// the running pipeline can take it.
 fn live_change(config: &Config, current: &Config, running: &crate::pipeline::plan::Plan, next: crate::pipeline::plan::Plan, session: std::time::Instant) -> Option<LiveChange> {
     use crate::pipeline::diff::{PlanChange, diff};
     let mut aside = config.clone();
@@ -589,11 +590,12 @@ fn live_change(config: &Config, current: &Config, running: &crate::pipeline::pla
             r.bitrate_bps = c.bitrate_bps;
         }
     }
+    aside.input_loss = current.input_loss.clone();
     if aside != *current {
         return None;
     }
     match diff(running, &next) {
-        PlanChange::Bitrates(changes) => Some(LiveChange { changes, plan: next, session }),
+        PlanChange::Live { bitrates, .. } => Some(LiveChange { changes: bitrates, plan: next, session }),
         PlanChange::Restart(why) => {
             info!(%why, "the config change needs a restart");
             None

@@ -125,7 +125,12 @@ pub async fn run(setup: Setup) -> i32 {
     match http {
         Some(h) => crate::http::spawn(h, crate::http::Sources { latest, status: remote.status_watch(), commands }),
         // Nothing sends local commands: the supervisor's end stays quiet.
-        None => drop(commands),
+        None => {
+            if !matches!(crate::http::activation::passed(), crate::http::activation::Passed::None) {
+                tracing::warn!("systemd passed a listening socket (fieldcast.socket) but [http] is disabled: its connections are never answered; disable the socket unit too");
+            }
+            drop(commands)
+        }
     }
     let remote = Some(remote);
     let mut sup = Supervisor {

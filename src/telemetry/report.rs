@@ -6,7 +6,7 @@
 use crate::egress::EgressState;
 use crate::egress::record::RecordState;
 use crate::session::Session;
-use crate::status::wire::{CmafStats, CmafTrack, CmafTrackState, Destination, Input, OutputState, Recording, RecordingState, Rung, SystemSample};
+use crate::status::wire::{AudioLevel, CmafStats, CmafTrack, CmafTrackState, Destination, Input, OutputState, Recording, RecordingState, Rung, SystemSample};
 use crate::status::{Reason, Snapshot, StateName};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -74,6 +74,13 @@ impl Reporter {
             frames_repeated: stats.frames_repeated.load(Ordering::Relaxed),
             frames_skipped: stats.frames_skipped.load(Ordering::Relaxed),
             slate_frames: stats.slate_frames.load(Ordering::Relaxed),
+            audio: stats
+                .audio
+                .levels()
+                .iter()
+                .enumerate()
+                .map(|(c, l)| AudioLevel { channel: c as u32, peak_dbfs: round1(l.peak_dbfs), rms_dbfs: round1(l.rms_dbfs) })
+                .collect(),
         });
         out.ladder_factor = Some(s.pipeline.bitrates.factor());
         let rates = s.pipeline.bitrates.rates();
@@ -120,6 +127,7 @@ impl Reporter {
                     frames_dropped: st.media_discarded + e.sender.stats.dropped.load(Ordering::Relaxed),
                     send_queue_bytes: st.queued_bytes,
                     last_error: st.last_error.clone(),
+                    warning: st.warning,
                     srt: st.srt.clone(),
                     cmaf: st.cmaf.as_ref().map(cmaf_stats),
                 }

@@ -1,8 +1,9 @@
 //! A recording HTTP/1.1 receiver for ingest tests: a small server on a free
 //! loopback port that records every request (method, path, headers, body,
 //! connection, arrival time) and answers 200, unless told to answer a path
-//! with another status or to drop the connection. It never judges: the
-//! tests hand what it recorded to ffprobe and pymp4.
+//! with another status or to drop the connection (at once, or part-way
+//! through a long chunked body). It never judges: the tests hand what it
+//! recorded to ffprobe and pymp4.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,7 +21,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Which TCP connection (0, 1, ... in accept order) carried it.
     pub connection: usize,
-    /// When its body had fully arrived.
+    /// When its request line and headers had arrived.
+    pub started: Instant,
+    /// When its body had fully arrived (or, dropped part-way, when it was dropped).
     pub at: Instant,
     /// What the receiver did with it.
     pub answer: Answer,
@@ -31,6 +34,9 @@ pub enum Answer {
     Status(u16),
     /// Read the request, then closed the connection without answering.
     Drop,
+    /// Read this many bytes of the body (or all of a shorter one), then
+    /// closed the connection without answering: a drop mid-stream.
+    DropAfter(usize),
 }
 
 /// "The `nth` request (counting from 0) whose path contains `path` gets `answer`";
@@ -147,14 +153,19 @@ fn serve(conn: TcpStream, id: usize, s: &Shared) {
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
             }
         }
-        let body = match read_body(&mut reader, &headers) {
+        let started = Instant::now();
+        let answer = decide(s, &path);
+        let limit = match answer {
+            Answer::DropAfter(n) => n,
+            _ => usize::MAX,
+        };
+        let body = match read_body(&mut reader, &headers, limit) {
             Some(b) => b,
             None => return,
         };
-        let answer = decide(s, &path);
-        s.requests.lock().unwrap().push(Request { method, path, headers, body, connection: id, at: Instant::now(), answer });
+        s.requests.lock().unwrap().push(Request { method, path, headers, body, connection: id, started, at: Instant::now(), answer });
         match answer {
-            Answer::Drop => return,
+            Answer::Drop | Answer::DropAfter(_) => return,
             Answer::Status(code) => {
                 let reply = format!("HTTP/1.1 {code} {}\r\nContent-Length: 0\r\n\r\n", reason(code));
                 if writer.write_all(reply.as_bytes()).is_err() {
@@ -165,13 +176,21 @@ fn serve(conn: TcpStream, id: usize, s: &Shared) {
     }
 }
 
-fn read_body(reader: &mut BufReader<TcpStream>, headers: &HashMap<String, String>) -> Option<Vec<u8>> {
+/// The body, or only its first `limit` bytes of a chunked one (cut
+/// mid-chunk: the rest is never read).
+fn read_body(reader: &mut BufReader<TcpStream>, headers: &HashMap<String, String>, limit: usize) -> Option<Vec<u8>> {
     if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
         loop {
             let mut size = String::new();
             reader.read_line(&mut size).ok()?;
             let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if body.len() + n > limit {
+                let mut part = vec![0; limit - body.len()];
+                reader.read_exact(&mut part).ok()?;
+                body.extend_from_slice(&part);
+                return Some(body);
+            }
             let mut chunk = vec![0; n + 2];
             reader.read_exact(&mut chunk).ok()?;
             if n == 0 {

@@ -1,20 +1,26 @@
 //! Helpers shared by the end-to-end tests: a private nginx-rtmp channel
 //! ([`nginx`]), ffprobe as the judge of what arrived ([`ffprobe`]), a live
 //! GStreamer H.264/AAC source feeding egress channels ([`source`]), a
-//! recording HTTP receiver for CMAF ingest ([`http_receiver`]), a test
-//! CA for RTMPS ([`tls`]), free ports and condition waits.
+//! recording HTTP receiver for CMAF and Smooth ingest ([`http_receiver`],
+//! [`ingest`]), a relay that strips type 0 chunk headers from a real RTMP
+//! server ([`rtmp_relay`]), a test
+//! CA for RTMPS ([`tls`]), a FIFO camera that can freeze and a judge of
+//! its pictures ([`camera`]), free ports and condition waits.
 #![allow(dead_code)]
 
 pub mod amqtt;
+pub mod camera;
 pub mod device;
 pub mod ffprobe;
 pub mod http;
 pub mod http_receiver;
+pub mod ingest;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_stall;
 pub mod netns;
 pub mod nginx;
+pub mod rtmp_relay;
 pub mod source;
 pub mod srt;
 pub mod tls;

@@ -12,6 +12,8 @@ pub struct Netns {
     pub name: String,
     /// The host's end of the veth pair.
     host_dev: String,
+    /// The namespace's end.
+    ns_dev: String,
     pub host_ip: String,
     /// The address of the namespace's end, where its server listens.
     pub ns_ip: String,
@@ -37,7 +39,7 @@ impl Netns {
         let (a, b) = ((n >> 6) & 0xff, (n & 0x3f) * 4);
         let (host_ip, ns_ip) = (format!("10.{}.{a}.{}", 200 + (n >> 14), b + 1), format!("10.{}.{a}.{}", 200 + (n >> 14), b + 2));
         ip(&["netns", "add", &name])?;
-        let ns = Netns { name: name.clone(), host_dev: host_dev.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
+        let ns = Netns { name: name.clone(), host_dev: host_dev.clone(), ns_dev: ns_dev.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
         ip(&["link", "add", &host_dev, "type", "veth", "peer", "name", &ns_dev])?;
         ip(&["link", "set", &ns_dev, "netns", &name])?;
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_dev])?;
@@ -60,6 +62,18 @@ impl Netns {
     /// uplink would).
     pub fn shape(&self, kbit: u32) -> Result<(), String> {
         tc(&["qdisc", "replace", "dev", &self.host_dev, "root", "tbf", "rate", &format!("{kbit}kbit"), "burst", "16kb", "latency", "100ms"])
+    }
+
+    /// The far end unplugged: its side of the link goes down, so whatever
+    /// the host sends is lost without a word (no reset, no ICMP), as when a
+    /// receiver's network drops off. Its server keeps running.
+    pub fn cut(&self) -> Result<(), String> {
+        ip(&["netns", "exec", &self.name, "ip", "link", "set", &self.ns_dev, "down"])
+    }
+
+    /// Plugged in again.
+    pub fn mend(&self) -> Result<(), String> {
+        ip(&["netns", "exec", &self.name, "ip", "link", "set", &self.ns_dev, "up"])
     }
 
     /// The link at full speed again.

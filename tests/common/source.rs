@@ -112,8 +112,9 @@ fn media(sample: &gst::Sample, is_video: bool) -> Option<Media> {
             dts_ns: dts.nseconds(),
             keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
             data,
+            filler: false,
         })
     } else {
-        Media::Audio(AudioFrame { pts_ns: pts.nseconds(), data })
+        Media::Audio(AudioFrame { pts_ns: pts.nseconds(), data, filler: false })
     })
 }

@@ -12,6 +12,8 @@ import sys
 from pymp4.parser import Box
 from pymp4.util import BoxUtil
 
+from sample_flags import first_sample_sync
+
 
 def brands(box):
     return [b.decode() if isinstance(b, bytes) else str(b) for b in box.compatible_brands]
@@ -63,14 +65,13 @@ def main(path):
             mfhd = next(BoxUtil.find(box, b"mfhd"))
             tfdt = next(BoxUtil.find(box, b"tfdt"))
             trun = next(BoxUtil.find(box, b"trun"))
-            first = trun.sample_info[0].sample_flags if trun.sample_count else None
             seg = pending or {"brands": []}
             seg.update({
                 "seq": mfhd.sequence_number,
                 "tfdt": tfdt.baseMediaDecodeTime,
                 "duration": sum(s.sample_duration for s in trun.sample_info),
                 "samples": trun.sample_count,
-                "first_sync": first is not None and not first.sample_is_non_sync_sample,
+                "first_sync": first_sample_sync(box) is True,
             })
             out["segments"].append(seg)
             pending = None

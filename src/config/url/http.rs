@@ -75,6 +75,11 @@ impl HttpUrl {
         t
     }
 
+    /// The URL's path, without a trailing `/` (secret past its first segment: never show it).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The `Host` header's value.
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };

@@ -21,7 +21,7 @@ pub enum UrlError {
     /// The `url` crate's reason: a fixed text, never a part of the input.
     #[error("is not a URL ({0})")]
     Syntax(url::ParseError),
-    #[error("has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\")")]
+    #[error("has a scheme that is not supported (use rtmp://, rtmps://, srt://, or http:// / https:// with protocol = \"cmaf\" or \"smooth\")")]
     Scheme,
     /// `user:password@` has no place in RTMP; refused rather than dropped.
     #[error("credentials in the URL (user:password@) are not supported; put an access token in the path (rtmp://HOST/APP/TOKEN) or use `key` with {{key}} in `stream`")]

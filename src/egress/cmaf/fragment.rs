@@ -1,7 +1,9 @@
-//! CMAF boxes, written with `mp4-atom`: a track's CMAF header (`ftyp` with
-//! the `cmfc`/`cmf2` brands, `moov` with one track and its `btrt`) and its
-//! segments (`styp`, `moof` with `mfhd`/`tfhd`/`tfdt`/`trun`, `mdat`). Pure:
-//! bytes in, bytes out, no GStreamer, no I/O.
+//! Fragmented-MP4 boxes, written with `mp4-atom`: a track's CMAF header
+//! (`ftyp` with the `cmfc`/`cmf2` brands, `moov` with one track and its
+//! `btrt`) and its segments (`styp`, `moof` with `mfhd`/`tfhd`/`tfdt`/`trun`,
+//! `mdat`). The Smooth flavour ([`Flavor::Smooth`]) shares the `moov` and
+//! the `moof`/`mdat`; its own boxes come from [`crate::egress::smooth::boxes`].
+//! Pure: bytes in, bytes out, no GStreamer, no I/O.
 
 use bytes::Bytes;
 use mp4_atom::{
@@ -13,6 +15,33 @@ use thiserror::Error;
 
 /// Video media timescale: 90 kHz, exact for 25/30/50/60 and 29.97 fps.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
+/// Smooth Streaming's conventional timescale (100 ns), for every track.
+pub const SMOOTH_TIMESCALE: u32 = 10_000_000;
+
+/// Which ingest protocol the boxes are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// DASH-IF Live Media Ingest (CMAF): `styp` + `moof` + `mdat` segments.
+    #[default]
+    Cmaf,
+    /// Smooth Streaming ingest: `moof` (with `tfxd`) + `mdat` fragments, 10 MHz.
+    Smooth,
+}
+
+impl Flavor {
+    pub fn video_timescale(self) -> u32 {
+        match self {
+            Flavor::Cmaf => VIDEO_TIMESCALE,
+            Flavor::Smooth => SMOOTH_TIMESCALE,
+        }
+    }
+    pub fn audio_timescale(self, sample_rate: u32) -> u32 {
+        match self {
+            Flavor::Cmaf => sample_rate.max(1),
+            Flavor::Smooth => SMOOTH_TIMESCALE,
+        }
+    }
+}
 /// Every track file holds one track, with this id.
 const TRACK_ID: u32 = 1;
 /// `sample_depends_on = 2` (an IDR: depends on nothing).
@@ -110,11 +139,21 @@ fn dinf() -> Dinf {
     Dinf { dref: Dref { entries: vec![Url { location: "".into() }.into()] } }
 }
 
-/// A video track's CMAF header: `ftyp` + `moov` (avc1 with avcC from the
-/// encoder's configuration record, and `btrt`: the declared CBR rate, a
-/// one-second buffer).
+/// The encoder's AVC configuration record, parsed.
+pub fn avc_config(avc_config: &[u8]) -> Result<Avcc, FragmentError> {
+    Avcc::decode_body(&mut &avc_config[..]).map_err(FragmentError::AvcConfig)
+}
+
+/// A video track's CMAF header: `ftyp` + `moov` (see [`video_moov`]).
 pub fn video_header(info: &VideoInfo, avc_config: &[u8]) -> Result<Bytes, FragmentError> {
-    let avcc = Avcc::decode_body(&mut &avc_config[..]).map_err(FragmentError::AvcConfig)?;
+    let moov = video_moov(info, avc_config, VIDEO_TIMESCALE)?;
+    Ok([encode(&[&ftyp()])?, moov].concat().into())
+}
+
+/// A video track's `moov`: avc1 with avcC from the encoder's configuration
+/// record, and `btrt`: the declared CBR rate, a one-second buffer.
+pub fn video_moov(info: &VideoInfo, avc_config: &[u8], timescale: u32) -> Result<Bytes, FragmentError> {
+    let avcc = self::avc_config(avc_config)?;
     let rate = u32::try_from(info.bitrate_bps).unwrap_or(u32::MAX);
     let avc1 = Avc1 {
         visual: Visual { data_reference_index: 1, width: info.width as u16, height: info.height as u16, ..Default::default() },
@@ -135,12 +174,18 @@ pub fn video_header(info: &VideoInfo, avc_config: &[u8]) -> Result<Bytes, Fragme
         ..Default::default()
     };
     let minf = Minf { vmhd: Some(Vmhd::default()), dinf: dinf(), stbl: stbl(avc1.into()), ..Default::default() };
-    encode(&[&ftyp(), &moov(b"vide", VIDEO_TIMESCALE, tkhd, minf)])
+    encode(&[&moov(b"vide", timescale, tkhd, minf)])
 }
 
-/// The audio track's CMAF header (mp4a, esds with the AudioSpecificConfig,
-/// `btrt`); its timescale is the sample rate.
+/// The audio track's CMAF header: `ftyp` + `moov` (see [`audio_moov`]);
+/// its timescale is the sample rate.
 pub fn audio_header(info: &AudioInfo, asc: &[u8]) -> Result<Bytes, FragmentError> {
+    let moov = audio_moov(info, asc, info.sample_rate)?;
+    Ok([encode(&[&ftyp()])?, moov].concat().into())
+}
+
+/// The audio track's `moov` (mp4a, esds with the AudioSpecificConfig, `btrt`).
+pub fn audio_moov(info: &AudioInfo, asc: &[u8], timescale: u32) -> Result<Bytes, FragmentError> {
     let [a, b, ..] = asc else { return Err(FragmentError::AudioConfig) };
     let dec_specific = esds::DecoderSpecific {
         profile: a >> 3,
@@ -169,17 +214,40 @@ pub fn audio_header(info: &AudioInfo, asc: &[u8]) -> Result<Bytes, FragmentError
     };
     let tkhd = Tkhd { track_id: TRACK_ID, enabled: true, in_movie: true, volume: 1.into(), ..Default::default() };
     let minf = Minf { smhd: Some(Smhd::default()), dinf: dinf(), stbl: stbl(mp4a.into()), ..Default::default() };
-    encode(&[&ftyp(), &moov(b"soun", info.sample_rate, tkhd, minf)])
+    encode(&[&moov(b"soun", timescale, tkhd, minf)])
 }
 
-/// One CMAF segment: `styp` (`cmfs`, and `lmsg` on the last one of a
-/// stream), `moof` (sequence `seq`, `tfdt` = `base_decode_time`), `mdat`.
-pub fn segment(seq: u32, base_decode_time: u64, samples: &[Sample], last: bool) -> Result<Bytes, FragmentError> {
-    let mut brands: Vec<FourCC> = vec![b"cmfs".into(), b"msdh".into(), b"msix".into()];
-    if last {
-        brands.push(b"lmsg".into());
-    }
-    let styp = Styp { major_brand: b"cmfs".into(), minor_version: 0, compatible_brands: brands };
+/// What a segment says of itself in its `styp` (CMAF only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// The last segment of the stream: `lmsg`.
+    pub last: bool,
+    /// Carries filler made while the input was lost: `slat` (DASH-IF ingest
+    /// 6.1 item 18: a receiver may replace it with another source's segment).
+    pub filler: bool,
+}
+
+/// One segment of `flavor`: for CMAF `styp` (`cmfs`, `slat` on filler,
+/// `lmsg` on the last one of a stream), `moof` (sequence `seq`, `tfdt` =
+/// `base_decode_time`), `mdat`; for Smooth `moof` with a `tfxd` in its
+/// `traf` (the same time and the segment's duration), `mdat`.
+pub fn segment(flavor: Flavor, seq: u32, base_decode_time: u64, samples: &[Sample], labels: Labels) -> Result<Bytes, FragmentError> {
+    let (styp, traf_extra) = match flavor {
+        Flavor::Cmaf => {
+            let mut brands: Vec<FourCC> = vec![b"cmfs".into(), b"msdh".into(), b"msix".into()];
+            if labels.filler {
+                brands.push(b"slat".into());
+            }
+            if labels.last {
+                brands.push(b"lmsg".into());
+            }
+            (encode(&[&Styp { major_brand: b"cmfs".into(), minor_version: 0, compatible_brands: brands }])?, Vec::new())
+        }
+        Flavor::Smooth => {
+            let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
+            (Bytes::new(), crate::egress::smooth::boxes::tfxd(base_decode_time, duration))
+        }
+    };
     let entries = samples
         .iter()
         .map(|s| TrunEntry {
@@ -199,12 +267,36 @@ pub fn segment(seq: u32, base_decode_time: u64, samples: &[Sample], last: bool) 
         }],
     };
     // The data offset counts from the moof's first byte to the first sample
-    // (past the mdat's 8-byte header); its size does not depend on the value.
+    // (past the boxes added to the traf and the mdat's 8-byte header); its
+    // size does not depend on the value.
     let mut probe = Vec::new();
     moof.encode(&mut probe).map_err(FragmentError::Encode)?;
-    moof.traf[0].trun[0].data_offset = Some(probe.len() as i32 + 8);
+    moof.traf[0].trun[0].data_offset = Some((probe.len() + traf_extra.len()) as i32 + 8);
+    let mut moof_bytes = Vec::new();
+    moof.encode(&mut moof_bytes).map_err(FragmentError::Encode)?;
+    append_to_last_child(&mut moof_bytes, &traf_extra);
     let data: Vec<u8> = samples.iter().flat_map(|s| s.data.iter().copied()).collect();
-    encode(&[&styp, &moof, &Mdat { data }])
+    Ok([styp, moof_bytes.into(), encode(&[&Mdat { data }])?].concat().into())
+}
+
+/// Appends `extra` (whole boxes) to the end of the last child of the box in
+/// `parent` (the `traf` of a one-track `moof`), growing both sizes.
+fn append_to_last_child(parent: &mut Vec<u8>, extra: &[u8]) {
+    if extra.is_empty() {
+        return;
+    }
+    let size_at = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+    let grow = |b: &mut Vec<u8>, at: usize| {
+        let n = (size_at(b, at) + extra.len()) as u32;
+        b[at..at + 4].copy_from_slice(&n.to_be_bytes());
+    };
+    let mut child = 8;
+    while child + size_at(parent, child) < parent.len() {
+        child += size_at(parent, child);
+    }
+    grow(parent, 0);
+    grow(parent, child);
+    parent.extend_from_slice(extra);
 }
 
 #[cfg(test)]
@@ -258,15 +350,15 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_points_its_trun_at_the_mdat_payload_and_marks_the_last() {
+    fn a_segment_points_its_trun_at_the_mdat_payload_and_labels_filler_and_the_last() {
         let samples = vec![
             Sample { duration: 3000, cts_offset: 0, sync: true, data: Bytes::from_static(b"IDR-bytes") },
             Sample { duration: 3000, cts_offset: 3000, sync: false, data: Bytes::from_static(b"P") },
         ];
-        let s = segment(7, 123_456, &samples, false).unwrap();
+        let s = segment(Flavor::Cmaf, 7, 123_456, &samples, Labels::default()).unwrap();
         let b = boxes(&s);
         let Any::Styp(styp) = &b[0] else { panic!("styp") };
-        assert!(!styp.compatible_brands.contains(&b"lmsg".into()));
+        assert_eq!(styp.compatible_brands, vec![b"cmfs".into(), b"msdh".into(), b"msix".into()]);
         let Any::Moof(moof) = &b[1] else { panic!("moof") };
         assert_eq!(moof.mfhd.sequence_number, 7);
         assert_eq!(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, 123_456);
@@ -275,8 +367,26 @@ mod tests {
         assert_eq!(&s[styp_len + offset..styp_len + offset + 9], b"IDR-bytes");
         let flags: Vec<_> = moof.traf[0].trun[0].samples.iter().map(|e| e.flags.unwrap()).collect();
         assert_eq!(flags, vec![SYNC_SAMPLE, NON_SYNC_SAMPLE]);
-        let last = segment(8, 129_456, &samples, true).unwrap();
+        let last = segment(Flavor::Cmaf, 8, 129_456, &samples, Labels { last: true, filler: false }).unwrap();
         let Any::Styp(styp) = &boxes(&last)[0] else { panic!("styp") };
-        assert!(styp.compatible_brands.contains(&b"lmsg".into()));
+        assert!(styp.compatible_brands.contains(&b"lmsg".into()) && !styp.compatible_brands.contains(&b"slat".into()));
+        let filler = segment(Flavor::Cmaf, 9, 135_456, &samples, Labels { last: false, filler: true }).unwrap();
+        let Any::Styp(styp) = &boxes(&filler)[0] else { panic!("styp") };
+        assert!(styp.compatible_brands.contains(&b"slat".into()) && !styp.compatible_brands.contains(&b"lmsg".into()));
+        let styp_len = 8 + 8 + 4 * 4;
+        let Any::Moof(moof) = &boxes(&filler)[1] else { panic!("moof") };
+        let offset = moof.traf[0].trun[0].data_offset.unwrap() as usize;
+        assert_eq!(&filler[styp_len + offset..styp_len + offset + 9], b"IDR-bytes", "the data offset counts from the moof");
+    }
+
+    #[test]
+    fn a_one_frame_segment_still_says_its_frame_is_a_sync_sample() {
+        // The stream's last GOP may be a lone IDR: mp4-atom then writes the
+        // flags as the trun's first_sample_flags (ISO/IEC 14496-12 8.8.8),
+        // which a receiver must read as the first sample's.
+        let idr = [Sample { duration: 3000, cts_offset: 0, sync: true, data: Bytes::from_static(b"IDR") }];
+        let s = segment(Flavor::Cmaf, 1, 0, &idr, Labels { last: true, filler: false }).unwrap();
+        let Any::Moof(moof) = &boxes(&s)[1] else { panic!("moof") };
+        assert_eq!(moof.traf[0].trun[0].samples.iter().map(|e| e.flags).collect::<Vec<_>>(), vec![Some(SYNC_SAMPLE)]);
     }
 }

@@ -1,13 +1,15 @@
-//! One persistent HTTP/1.1 connection of a CMAF track (hyper 1 client
+//! One persistent HTTP/1.1 connection of an ingest track (hyper 1 client
 //! connection over TCP, or TLS through tokio-rustls with ring for https):
-//! POSTs one body at a time and returns the status, reading the answer's
-//! body to the end so the connection stays reusable.
+//! CMAF POSTs one whole body at a time ([`Connection::post`]); Smooth
+//! streams one long chunked body ([`Connection::start`], a [`ChannelBody`]).
+//! Answers' bodies are read to the end so the connection stays reusable.
 
 use crate::config::url::HttpUrl;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,31 +42,76 @@ pub enum HttpError {
     Broken { url: HttpUrl, source: hyper::Error },
     #[error("no answer from {url} within {after:?}")]
     AnswerTimeout { url: HttpUrl, after: Duration },
+    #[error("{url} stopped reading the stream")]
+    Stalled { url: HttpUrl },
 }
 
-/// An open HTTP/1.1 connection.
-pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+/// A request body fed from a channel, for a long chunked POST: each
+/// `Bytes` sent is one chunk; the body ends when every sender is gone.
+/// [`ChannelBody::empty`] is a zero-length body (`Content-Length: 0`).
+pub struct ChannelBody {
+    rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+}
+
+impl ChannelBody {
+    /// A body of at most `queue` chunks in flight, and its feeder.
+    pub fn channel(queue: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel(queue);
+        (tx, ChannelBody { rx: Some(rx) })
+    }
+    pub fn empty() -> ChannelBody {
+        ChannelBody { rx: None }
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.rx.as_mut() {
+            None => std::task::Poll::Ready(None),
+            Some(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(hyper::body::Frame::data(b)))),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.rx.is_none()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.rx {
+            None => hyper::body::SizeHint::with_exact(0),
+            Some(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+/// An open HTTP/1.1 connection whose requests carry bodies of type `B`.
+pub struct Connection<B = Full<Bytes>> {
+    sender: SendRequest<B>,
     driver: JoinHandle<()>,
     url: HttpUrl,
     authorization: Option<HeaderValue>,
 }
 
-impl Drop for Connection {
+impl<B> Drop for Connection<B> {
     fn drop(&mut self) {
         self.driver.abort();
     }
 }
 
 /// Opens TCP (`TCP_NODELAY`), TLS for https, and the HTTP/1.1 handshake, all within `timeout`.
-pub async fn connect(url: &HttpUrl, tls: Option<&Arc<ClientConfig>>, timeout: Duration) -> Result<Connection, HttpError> {
+pub async fn connect<B: RequestBody>(url: &HttpUrl, tls: Option<&Arc<ClientConfig>>, timeout: Duration) -> Result<Connection<B>, HttpError> {
     match tokio::time::timeout(timeout, open(url, tls)).await {
         Ok(r) => r,
         Err(_) => Err(HttpError::ConnectTimeout { url: url.clone(), after: timeout }),
     }
 }
 
-async fn open(url: &HttpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Connection, HttpError> {
+/// What a request's body must be for hyper's client connection.
+pub trait RequestBody: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + Unpin + 'static {}
+impl<T: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + Unpin + 'static> RequestBody for T {}
+
+async fn open<B: RequestBody>(url: &HttpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Connection<B>, HttpError> {
     let tcp = TcpStream::connect((url.host(), url.port())).await.map_err(|source| HttpError::Tcp { url: url.clone(), source })?;
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = if url.tls() {
@@ -91,31 +138,57 @@ async fn open(url: &HttpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<Connecti
     Ok(Connection { sender, driver, url: url.clone(), authorization })
 }
 
-impl Connection {
-    /// POSTs `body` to `target` (path and query) and returns the answer's
-    /// status once its body has been read, all within `timeout`.
-    pub async fn post(&mut self, target: &str, content_type: &'static str, body: Bytes, timeout: Duration) -> Result<u16, HttpError> {
+impl<B: RequestBody> Connection<B> {
+    /// A POST of `body` to `target` (path and query) with the URL's
+    /// `Host` and basic-auth credentials.
+    fn request(&self, target: &str, content_type: &'static str, body: B) -> hyper::Request<B> {
+        let mut req = hyper::Request::post(target)
+            .header(HOST, self.url.authority())
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .expect("a request from a checked path");
+        if let Some(a) = &self.authorization {
+            req.headers_mut().insert(AUTHORIZATION, a.clone());
+        }
+        if req.body().size_hint().exact() == Some(0) {
+            // hyper leaves an empty body unannounced; the receiver should see it is empty.
+            req.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        req
+    }
+
+    /// Sends a POST of `body` and returns the future of its answer's status
+    /// (read to its end). The body streams while the future is polled; the
+    /// future fails when the connection breaks.
+    pub async fn start(&mut self, target: &str, content_type: &'static str, body: B) -> Result<impl Future<Output = Result<u16, HttpError>> + use<B>, HttpError> {
         let url = self.url.clone();
-        let broken = |source| HttpError::Broken { url: url.clone(), source };
-        let exchange = async {
-            self.sender.ready().await.map_err(broken)?;
-            let mut req = hyper::Request::post(target)
-                .header(HOST, self.url.authority())
-                .header(CONTENT_TYPE, content_type)
-                .body(Full::new(body))
-                .expect("a request from a checked path");
-            if let Some(a) = &self.authorization {
-                req.headers_mut().insert(AUTHORIZATION, a.clone());
-            }
-            let resp = self.sender.send_request(req).await.map_err(broken)?;
+        self.sender.ready().await.map_err(|source| HttpError::Broken { url: url.clone(), source })?;
+        let answer = self.sender.send_request(self.request(target, content_type, body));
+        Ok(async move {
+            let broken = |source| HttpError::Broken { url: url.clone(), source };
+            let resp = answer.await.map_err(broken)?;
             let status = resp.status().as_u16();
             resp.into_body().collect().await.map_err(broken)?;
             Ok(status)
-        };
+        })
+    }
+
+    /// POSTs `body` and returns the answer's status, all within `timeout`.
+    pub async fn send(&mut self, target: &str, content_type: &'static str, body: B, timeout: Duration) -> Result<u16, HttpError> {
+        let url = self.url.clone();
+        let exchange = async { self.start(target, content_type, body).await?.await };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(HttpError::AnswerTimeout { url: self.url.clone(), after: timeout }),
+            Err(_) => Err(HttpError::AnswerTimeout { url, after: timeout }),
         }
+    }
+}
+
+impl Connection<Full<Bytes>> {
+    /// POSTs `body` to `target` (path and query) and returns the answer's
+    /// status once its body has been read, all within `timeout`.
+    pub async fn post(&mut self, target: &str, content_type: &'static str, body: Bytes, timeout: Duration) -> Result<u16, HttpError> {
+        self.send(target, content_type, Full::new(body), timeout).await
     }
 }
 

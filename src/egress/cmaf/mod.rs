@@ -9,17 +9,24 @@
 //! Each track is independent: a track refused (403 after its retries,
 //! 404, 415) stops alone; the encoder, the other tracks and the other
 //! outputs never notice.
+//!
+//! The Smooth Streaming output is this actor with [`Flavor::Smooth`]: the
+//! same segmenters at 10 MHz, Smooth headers ([`crate::egress::smooth::boxes`])
+//! and its posters ([`crate::egress::smooth::poster`]).
 
 pub mod fragment;
-mod http;
+pub(crate) mod http;
 pub mod segmenter;
 pub mod track;
 
 use super::Media;
+use super::smooth::boxes as smooth_boxes;
+use super::smooth::manifest::{Book, Listed};
+use crate::pipeline::epoch::EpochOrigin;
 use super::status::{CmafStats, EgressState, EgressStatus};
 use crate::backoff::Backoff;
 use crate::config::url::HttpUrl;
-use fragment::{AudioInfo, FragmentError, VideoInfo};
+use fragment::{AudioInfo, Flavor, FragmentError, VideoInfo};
 use segmenter::{AudioSegmenter, VideoSegmenter};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -67,6 +74,15 @@ pub struct CmafPlan {
     pub backoff: Backoff,
     #[serde(skip)]
     pub ca_file: Option<PathBuf>,
+    /// CMAF, or Smooth Streaming (the plan's `protocol` says which).
+    #[serde(skip)]
+    pub flavor: Flavor,
+    /// Smooth: every track of the destination, as its manifest lists them
+    /// (empty for CMAF).
+    #[serde(skip)]
+    pub channel: Vec<Listed>,
+    /// Segment times counted from 1970 (the keyframes are on that grid too).
+    pub epoch_aligned: bool,
 }
 
 #[derive(Clone, PartialEq, Serialize)]
@@ -89,13 +105,18 @@ impl CmafPlan {
     /// One line for `check-config`.
     pub fn describe(&self) -> String {
         let audio = self.audio.as_ref().map(|a| format!(" + audio -> `{}`", a.path_redacted)).unwrap_or_default();
+        let (kind, how) = match self.flavor {
+            Flavor::Cmaf => ("CMAF", "a POST"),
+            Flavor::Smooth => ("Smooth Streaming", "a chunk of one long POST a track"),
+        };
         format!(
-            "{} -> {} CMAF ingest, {} -> `{}`{audio}, one {} ms segment a POST",
+            "{} -> {} {kind} ingest, {} -> `{}`{audio}, one {} ms segment {how}{}",
             self.label,
             self.url,
             self.video_track,
             self.video_path_redacted,
-            self.segment_ms.as_millis()
+            self.segment_ms.as_millis(),
+            if self.epoch_aligned { ", segments on the Unix epoch's grid" } else { "" }
         )
     }
 
@@ -118,11 +139,15 @@ impl CmafPlan {
 
 /// Starts the output for `plan`, reading media from `rx`; it ends once
 /// every sender of `rx` is dropped and its last segments are posted.
-pub fn spawn(plan: CmafPlan, rx: mpsc::Receiver<Media>) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
+/// `book`: a Smooth output's destination's (one of its own when `None`);
+/// `epoch`: the session's timeline origin (used when `plan.epoch_aligned`).
+pub fn spawn(plan: CmafPlan, rx: mpsc::Receiver<Media>, book: Option<Book>, epoch: &EpochOrigin) -> (JoinHandle<()>, watch::Receiver<EgressStatus>) {
     let mut initial = EgressStatus::new(plan.label.clone());
     initial.cmaf = Some(CmafStats::default());
     let (status_tx, status_rx) = watch::channel(initial);
-    (tokio::spawn(run(plan, rx, status_tx)), status_rx)
+    let book = (plan.flavor == Flavor::Smooth).then(|| book.unwrap_or_else(|| Book::new(&plan.channel)));
+    let epoch = plan.epoch_aligned.then(|| epoch.clone());
+    (tokio::spawn(run(plan, rx, book, epoch, status_tx)), status_rx)
 }
 
 /// A track's poster as the output sees it.
@@ -135,8 +160,11 @@ struct Track {
 }
 
 impl Track {
-    fn start(plan: TrackPlan) -> Track {
-        let (input, task, status) = track::spawn(plan);
+    fn start(plan: TrackPlan, flavor: Flavor) -> Track {
+        let (input, task, status) = match flavor {
+            Flavor::Cmaf => track::spawn(plan),
+            Flavor::Smooth => crate::egress::smooth::poster::spawn(plan),
+        };
         Track { input, task, status, lost: 0 }
     }
 
@@ -149,7 +177,7 @@ impl Track {
 }
 
 #[instrument(name = "cmaf_egress", skip_all, fields(egress = %plan.label, url = %plan.url))]
-async fn run(plan: CmafPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sender<EgressStatus>) {
+async fn run(plan: CmafPlan, mut rx: mpsc::Receiver<Media>, book: Option<Book>, mut epoch: Option<EpochOrigin>, status: watch::Sender<EgressStatus>) {
     let tls = match plan.url.tls() {
         true => match crate::tls::client_config(plan.ca_file.as_deref(), None) {
             Ok(c) => Some(c),
@@ -166,20 +194,33 @@ async fn run(plan: CmafPlan, mut rx: mpsc::Receiver<Media>, status: watch::Sende
         },
         false => None,
     };
-    let mut video = Track::start(plan.track(&plan.video_track, &plan.video_path, "video/mp4", tls.as_ref()));
-    let mut audio = plan.audio.as_ref().map(|a| (Track::start(plan.track(config_audio_name(), &a.path, "audio/mp4", tls.as_ref())), AudioSegmenter::new(a.info.sample_rate)));
-    let mut cutter = VideoSegmenter::new(plan.frame_ns);
+    let flavor = plan.flavor;
+    let mut video = Track::start(plan.track(&plan.video_track, &plan.video_path, "video/mp4", tls.as_ref()), flavor);
+    let mut audio = plan.audio.as_ref().map(|a| {
+        (Track::start(plan.track(config_audio_name(), &a.path, "audio/mp4", tls.as_ref()), flavor), AudioSegmenter::new(a.info.sample_rate, flavor))
+    });
+    let mut cutter = VideoSegmenter::new(plan.frame_ns, flavor);
     let mut tick = tokio::time::interval(STATUS_EVERY);
     let mut counts = Counts::default();
+    let mut smooth = book.map(|book| Smooth { changed: book.watch(), book, video: None, audio: None });
     loop {
         tokio::select! {
             media = rx.recv() => match media {
                 None => break,
-                Some(m) => if let Err(e) = on_media(&plan, m, &mut cutter, &mut video, audio.as_mut(), &mut counts) {
+                Some(m) => if let Err(e) = on_media(&plan, m, &mut cutter, &mut video, audio.as_mut(), &mut counts, smooth.as_mut(), &mut epoch) {
                     warn!(error = %e, "cannot fragment the stream");
                     counts.error = Some(e.to_string());
                 },
             },
+            // A Smooth destination's output learnt its codec configuration.
+            Some(()) = async { match smooth.as_mut() { Some(s) => s.changed.changed().await.ok(), None => std::future::pending().await } } => {
+                if let Some(s) = &smooth
+                    && let Err(e) = s.offer_headers(&plan, &mut video, audio.as_mut())
+                {
+                    warn!(error = %e, "cannot make the Smooth headers");
+                    counts.error = Some(e.to_string());
+                }
+            }
             // Gathers the tracks' statuses into the output's.
             _ = tick.tick() => publish(&status, &video, audio.as_ref().map(|a| &a.0), &counts, &cutter),
         }
@@ -211,6 +252,30 @@ fn config_audio_name() -> &'static str {
     crate::config::AUDIO_TRACK_NAME
 }
 
+/// A Smooth output's headers: its own tracks' codec configurations, and its
+/// destination's book of every track's (the manifest lists them all).
+struct Smooth {
+    book: Book,
+    changed: watch::Receiver<Vec<Option<bytes::Bytes>>>,
+    video: Option<bytes::Bytes>,
+    audio: Option<bytes::Bytes>,
+}
+
+impl Smooth {
+    /// The tracks' headers, once the book has every track's configuration.
+    fn offer_headers(&self, plan: &CmafPlan, video: &mut Track, audio: Option<&mut (Track, AudioSegmenter)>) -> Result<(), FragmentError> {
+        let Some(smil) = self.book.smil() else { return Ok(()) };
+        let smil = smil?;
+        if let Some(c) = &self.video {
+            video.offer(TrackInput::Header(smooth_boxes::video_header(&plan.video, c, &smil)?));
+        }
+        if let (Some((t, _)), Some(a), Some(c)) = (audio, &plan.audio, &self.audio) {
+            t.offer(TrackInput::Header(smooth_boxes::audio_header(&a.info, c, &smil)?));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     video_frames: u64,
@@ -223,17 +288,45 @@ fn on_media(
     m: Media,
     cutter: &mut VideoSegmenter,
     video: &mut Track,
-    audio: Option<&mut (Track, AudioSegmenter)>,
+    mut audio: Option<&mut (Track, AudioSegmenter)>,
     counts: &mut Counts,
+    smooth: Option<&mut Smooth>,
+    epoch: &mut Option<EpochOrigin>,
 ) -> Result<(), FragmentError> {
     match m {
-        Media::VideoConfig(c) => video.offer(TrackInput::Header(fragment::video_header(&plan.video, &c)?)),
+        // Smooth: the header waits for the destination's book (the loop offers it).
+        Media::VideoConfig(c) => match smooth {
+            Some(s) => {
+                s.book.record(&plan.video_track, &c);
+                s.video = Some(c);
+            }
+            None => video.offer(TrackInput::Header(fragment::video_header(&plan.video, &c)?)),
+        },
         Media::AudioConfig(c) => {
             if let (Some((t, _)), Some(a)) = (audio, &plan.audio) {
-                t.offer(TrackInput::Header(fragment::audio_header(&a.info, &c)?));
+                match smooth {
+                    Some(s) => {
+                        s.book.record(config_audio_name(), &c);
+                        s.audio = Some(c);
+                    }
+                    None => t.offer(TrackInput::Header(fragment::audio_header(&a.info, &c)?)),
+                }
             }
         }
         Media::Video(f) => {
+            // The first frame: the frame clock has recorded the origin before
+            // it made any (no segment exists yet).
+            if let Some(e) = epoch.take() {
+                match e.offset_ns() {
+                    Some(off) => {
+                        cutter.set_epoch(off);
+                        if let Some((_, a)) = audio.as_mut() {
+                            a.set_epoch(off);
+                        }
+                    }
+                    None => warn!("no epoch origin recorded: the segments carry the running time"),
+                }
+            }
             counts.video_frames += 1;
             let (keyframe, pts) = (f.keyframe, f.pts_ns);
             if let Some(s) = cutter.push(f)? {
@@ -271,6 +364,7 @@ fn publish(status: &watch::Sender<EgressStatus>, video: &Track, audio: Option<&T
             TrackState::Stopped | TrackState::Failed => EgressState::Stopped,
         };
         s.bytes_sent = tracks.iter().map(|(t, _)| t.bytes_sent).sum();
+        s.peer_progress = s.bytes_sent;
         s.video_frames_sent = counts.video_frames;
         s.audio_frames_sent = counts.audio_frames;
         s.media_discarded = cutter.discarded;
@@ -317,7 +411,7 @@ mod tests {
         let _g = rt.enter();
         let v = mk(TrackState::Failed, Some("403 x3"));
         let a = mk(TrackState::Sending, None);
-        publish(&tx, &v, Some(&a), &Counts::default(), &VideoSegmenter::new(1));
+        publish(&tx, &v, Some(&a), &Counts::default(), &VideoSegmenter::new(1, Flavor::Cmaf));
         let s = tx.borrow();
         assert_eq!(s.state, EgressState::Stopped);
         assert_eq!(s.last_error.as_deref(), Some("403 x3"));

@@ -4,9 +4,11 @@
 //! timescale, so it increases strictly and lines up across rungs; each
 //! sample lasts until the next one starts, so segment n+1's `tfdt` is
 //! segment n's plus its duration (no gap, no overlap, even across a dropped
-//! frame). `mfhd` counts +1 per segment. Pure: no I/O.
+//! frame). `mfhd` counts +1 per segment. The same cutting serves
+//! both flavours ([`Flavor`]): only the timescale and the boxes differ.
+//! Pure: no I/O.
 
-use super::fragment::{self, FragmentError, Sample, VIDEO_TIMESCALE};
+use super::fragment::{self, Flavor, FragmentError, Labels, Sample};
 use crate::egress::{AudioFrame, VideoFrame};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -25,24 +27,37 @@ pub struct Segment {
     pub data: Bytes,
     /// Carries `lmsg`: the stream ends here.
     pub last: bool,
+    /// Carries `slat`: some of it is filler (input lost).
+    pub filler: bool,
 }
 
+/// `ns` in `timescale` ticks, to the nearest (a frame of 1/30 s is 3000
+/// ticks at 90 kHz, not 2999 of them for a time truncated to the ns).
 fn to_timescale(ns: u64, timescale: u32) -> u64 {
-    (u128::from(ns) * u128::from(timescale) / 1_000_000_000) as u64
+    ((u128::from(ns) * u128::from(timescale) + 500_000_000) / 1_000_000_000) as u64
 }
 
 /// A rung's video, one segment per GOP.
 pub struct VideoSegmenter {
+    flavor: Flavor,
     frame_ns: u64,
     seq: u32,
     gop: Vec<VideoFrame>,
+    /// Added to every time before it is written (time since 1970 for an
+    /// `epoch_aligned` destination; 0: the running time).
+    epoch_ns: u64,
     /// Frames dropped before the first keyframe.
     pub discarded: u64,
 }
 
 impl VideoSegmenter {
-    pub fn new(frame_ns: u64) -> VideoSegmenter {
-        VideoSegmenter { frame_ns, seq: 0, gop: Vec::new(), discarded: 0 }
+    pub fn new(frame_ns: u64, flavor: Flavor) -> VideoSegmenter {
+        VideoSegmenter { flavor, frame_ns, seq: 0, gop: Vec::new(), epoch_ns: 0, discarded: 0 }
+    }
+
+    /// Writes times since 1970: running time + `offset_ns` (before the first segment).
+    pub fn set_epoch(&mut self, offset_ns: u64) {
+        self.epoch_ns = offset_ns;
     }
 
     /// Takes one frame; a keyframe closes the GOP before it into a segment.
@@ -65,7 +80,7 @@ impl VideoSegmenter {
 
     fn close(&mut self, end_dts_ns: u64, last: bool) -> Result<Segment, FragmentError> {
         let gop = std::mem::take(&mut self.gop);
-        let ts = |ns| to_timescale(ns, VIDEO_TIMESCALE);
+        let ts = |ns| to_timescale(ns + self.epoch_ns, self.flavor.video_timescale());
         let samples: Vec<Sample> = gop
             .iter()
             .enumerate()
@@ -82,13 +97,15 @@ impl VideoSegmenter {
         self.seq += 1;
         let first = &gop[0];
         let decode_time = ts(first.dts_ns);
+        let labels = Labels { last, filler: gop.iter().any(|f| f.filler) };
         Ok(Segment {
             seq: self.seq,
             decode_time,
             start_ns: first.pts_ns,
             duration_ns: end_dts_ns.saturating_sub(first.dts_ns),
-            data: fragment::segment(self.seq, decode_time, &samples, last)?,
+            data: fragment::segment(self.flavor, self.seq, decode_time, &samples, labels)?,
             last,
+            filler: labels.filler,
         })
     }
 }
@@ -97,18 +114,26 @@ impl VideoSegmenter {
 /// instants (the first cut waits for the first keyframe; audio before it is
 /// dropped so both tracks start together).
 pub struct AudioSegmenter {
+    flavor: Flavor,
     rate: u32,
     seq: u32,
     frames: Vec<AudioFrame>,
     /// Keyframe instants not yet cut at, in order.
     cuts: VecDeque<u64>,
     started: bool,
+    /// As [`VideoSegmenter`]'s.
+    epoch_ns: u64,
     pub discarded: u64,
 }
 
 impl AudioSegmenter {
-    pub fn new(sample_rate: u32) -> AudioSegmenter {
-        AudioSegmenter { rate: sample_rate.max(1), seq: 0, frames: Vec::new(), cuts: VecDeque::new(), started: false, discarded: 0 }
+    pub fn new(sample_rate: u32, flavor: Flavor) -> AudioSegmenter {
+        AudioSegmenter { flavor, rate: sample_rate.max(1), seq: 0, frames: Vec::new(), cuts: VecDeque::new(), started: false, epoch_ns: 0, discarded: 0 }
+    }
+
+    /// As [`VideoSegmenter::set_epoch`].
+    pub fn set_epoch(&mut self, offset_ns: u64) {
+        self.epoch_ns = offset_ns;
     }
 
     /// A video keyframe at `pts_ns`: the audio is cut there too.
@@ -169,7 +194,7 @@ impl AudioSegmenter {
     }
 
     fn close(&mut self, frames: Vec<AudioFrame>, end_ns: u64, last: bool) -> Result<Segment, FragmentError> {
-        let ts = |ns| to_timescale(ns, self.rate);
+        let ts = |ns| to_timescale(ns + self.epoch_ns, self.flavor.audio_timescale(self.rate));
         let samples: Vec<Sample> = frames
             .iter()
             .enumerate()
@@ -180,13 +205,15 @@ impl AudioSegmenter {
             .collect();
         self.seq += 1;
         let decode_time = ts(frames[0].pts_ns);
+        let labels = Labels { last, filler: frames.iter().any(|f| f.filler) };
         Ok(Segment {
             seq: self.seq,
             decode_time,
             start_ns: frames[0].pts_ns,
             duration_ns: end_ns - frames[0].pts_ns,
-            data: fragment::segment(self.seq, decode_time, &samples, last)?,
+            data: fragment::segment(self.flavor, self.seq, decode_time, &samples, labels)?,
             last,
+            filler: labels.filler,
         })
     }
 }
@@ -201,7 +228,7 @@ mod tests {
 
     fn video(n: u64, gop: u64) -> VideoFrame {
         let t = 5_000_000_000 + n * FRAME;
-        VideoFrame { pts_ns: t, dts_ns: t, keyframe: n.is_multiple_of(gop), data: Bytes::from(vec![n as u8; 10]) }
+        VideoFrame { pts_ns: t, dts_ns: t, keyframe: n.is_multiple_of(gop), data: Bytes::from(vec![n as u8; 10]), filler: false }
     }
 
     /// (mfhd, tfdt, sum of trun durations, sample count, first sample sync, lmsg)
@@ -218,7 +245,7 @@ mod tests {
 
     #[test]
     fn video_segments_are_whole_gops_with_a_continuous_tfdt_and_mfhd_plus_one() {
-        let mut s = VideoSegmenter::new(FRAME);
+        let mut s = VideoSegmenter::new(FRAME, Flavor::Cmaf);
         // Starts mid-GOP: frames before the first keyframe are dropped.
         let mut segs = Vec::new();
         for n in 17..(30 * 5 + 7) {
@@ -237,13 +264,44 @@ mod tests {
                 assert_eq!(p.3, 30);
             }
         }
-        assert_eq!(parsed[0].1, to_timescale(5_000_000_000 + 30 * FRAME, VIDEO_TIMESCALE));
+        assert_eq!(parsed[0].1, to_timescale(5_000_000_000 + 30 * FRAME, fragment::VIDEO_TIMESCALE));
         assert_eq!(segs[0].start_ns, 5_000_000_000 + 30 * FRAME);
+    }
+
+    fn slat(s: &Segment) -> bool {
+        let mut b = &s.data[..];
+        let Any::Styp(styp) = Any::decode(&mut b).unwrap() else { panic!("styp") };
+        styp.compatible_brands.contains(&b"slat".into())
+    }
+
+    #[test]
+    fn a_segment_with_any_filler_frame_or_audio_is_labelled_slat_and_only_those() {
+        // Input lost from frame 50 to frame 75: GOPs 1 (30..60) and 2 (60..90) carry filler.
+        let filler = |t: u64| (5_000_000_000 + 50 * FRAME..5_000_000_000 + 75 * FRAME).contains(&t);
+        let mut v = VideoSegmenter::new(FRAME, Flavor::Cmaf);
+        let mut a = AudioSegmenter::new(48_000, Flavor::Cmaf);
+        let (mut vs, mut aus) = (Vec::new(), Vec::new());
+        let mut k = 0;
+        for n in 0..(30 * 4 + 1) {
+            let mut f = video(n, 30);
+            f.filler = filler(f.pts_ns);
+            if f.keyframe {
+                aus.extend(a.keyframe(f.pts_ns).unwrap());
+            }
+            vs.extend(v.push(f).unwrap());
+            while 4_990_000_000 + k * AAC < video(n, 30).pts_ns {
+                let t = 4_990_000_000 + k * AAC;
+                aus.extend(a.push(AudioFrame { pts_ns: t, data: Bytes::from_static(b"aac"), filler: filler(t) }).unwrap());
+                k += 1;
+            }
+        }
+        assert_eq!(vs.iter().map(|s| (s.filler, slat(s))).collect::<Vec<_>>(), [(false, false), (true, true), (true, true), (false, false)]);
+        assert_eq!(aus.iter().map(slat).collect::<Vec<_>>(), [false, true, true]);
     }
 
     #[test]
     fn a_dropped_frame_lengthens_its_predecessor_instead_of_opening_a_gap() {
-        let mut s = VideoSegmenter::new(FRAME);
+        let mut s = VideoSegmenter::new(FRAME, Flavor::Cmaf);
         let mut segs = Vec::new();
         for n in (0..61).filter(|n| *n != 40 && *n != 41) {
             segs.extend(s.push(video(n, 30)).unwrap());
@@ -252,13 +310,13 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].1 + p[0].2, p[1].1);
         assert_eq!(p[1].3, 28);
-        assert_eq!(p[1].1 + p[1].2, to_timescale(5_000_000_000 + 60 * FRAME, VIDEO_TIMESCALE));
+        assert_eq!(p[1].1 + p[1].2, to_timescale(5_000_000_000 + 60 * FRAME, fragment::VIDEO_TIMESCALE));
     }
 
     #[test]
     fn the_same_frames_give_the_same_tfdt_on_every_rung() {
         let run = || {
-            let mut s = VideoSegmenter::new(FRAME);
+            let mut s = VideoSegmenter::new(FRAME, Flavor::Cmaf);
             (0..91).filter_map(|n| s.push(video(n, 30)).unwrap()).map(|g| (g.seq, g.decode_time)).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
@@ -266,8 +324,8 @@ mod tests {
 
     #[test]
     fn audio_is_cut_at_the_video_keyframes_even_when_it_arrives_first() {
-        let mut a = AudioSegmenter::new(48_000);
-        let audio = |k: u64| AudioFrame { pts_ns: 4_990_000_000 + k * AAC, data: Bytes::from_static(b"aac") };
+        let mut a = AudioSegmenter::new(48_000, Flavor::Cmaf);
+        let audio = |k: u64| AudioFrame { pts_ns: 4_990_000_000 + k * AAC, data: Bytes::from_static(b"aac"), filler: false };
         let mut segs = Vec::new();
         let mut k = 0;
         // Audio runs about 100 ms ahead of the video it belongs with.

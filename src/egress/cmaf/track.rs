@@ -91,21 +91,27 @@ pub struct TrackStatus {
     pub last_error: Option<String>,
 }
 
+impl TrackStatus {
+    /// A track that has not connected yet.
+    pub fn new(track: &str) -> TrackStatus {
+        TrackStatus {
+            track: track.to_owned(),
+            state: TrackState::Connecting,
+            segments_sent: 0,
+            bytes_sent: 0,
+            last_http_status: None,
+            reconnects: 0,
+            retransmitted_segments: 0,
+            segments_skipped: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// Starts the poster; it ends once `rx`'s senders are gone and its queue is posted.
 pub fn spawn(plan: TrackPlan) -> (mpsc::Sender<TrackInput>, JoinHandle<()>, watch::Receiver<TrackStatus>) {
     let (tx, rx) = mpsc::channel(TRACK_CHANNEL);
-    let status = TrackStatus {
-        track: plan.name.clone(),
-        state: TrackState::Connecting,
-        segments_sent: 0,
-        bytes_sent: 0,
-        last_http_status: None,
-        reconnects: 0,
-        retransmitted_segments: 0,
-        segments_skipped: 0,
-        last_error: None,
-    };
-    let (status_tx, status_rx) = watch::channel(status);
+    let (status_tx, status_rx) = watch::channel(TrackStatus::new(&plan.name));
     (tx, tokio::spawn(Poster::new(plan, status_tx).run(rx)), status_rx)
 }
 
@@ -119,7 +125,7 @@ struct Queued {
 
 /// What one POST's answer means for the track.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Accepted,
     ResendHeader,
     Forbidden,
@@ -127,7 +133,7 @@ enum Verdict {
     Retry,
 }
 
-fn verdict(status: u16) -> Verdict {
+pub(crate) fn verdict(status: u16) -> Verdict {
     match status {
         200..=299 => Verdict::Accepted,
         412 => Verdict::ResendHeader,
@@ -209,30 +215,11 @@ impl Poster {
             }
             match self.step().await {
                 Ok(()) => schedule.reset(),
-                Err(Stop::Failed(why)) => {
-                    warn!(reason = %why, "track stopped");
-                    self.status.send_modify(|s| {
-                        s.state = TrackState::Failed;
-                        s.last_error = Some(why);
-                    });
-                    // Keep reading (and discarding) so the output is never blocked.
-                    while rx.recv().await.is_some() {}
-                    return;
-                }
+                Err(Stop::Failed(why)) => return failed(&self.status, why, &mut rx).await,
                 Err(Stop::Retry) => {
-                    let wait = schedule.next_delay();
                     // While waiting, new segments still arrive (and the live-edge rule applies).
-                    let until = Instant::now() + wait;
-                    while open {
-                        match tokio::time::timeout_at(until, rx.recv()).await {
-                            Ok(Some(i)) => self.accept(i),
-                            Ok(None) => open = false,
-                            Err(_) => break,
-                        }
-                    }
-                    if !open {
-                        tokio::time::sleep_until(until).await;
-                    }
+                    let until = Instant::now() + schedule.next_delay();
+                    wait_taking(until, &mut rx, &mut open, |i| self.accept(i)).await;
                 }
             }
         }
@@ -363,13 +350,37 @@ impl Poster {
     }
 }
 
-enum Stop {
+pub(crate) enum Stop {
     Retry,
     Failed(String),
 }
 
+/// A track refused for good: `failed` with `why`; its input is read and
+/// dropped until the output ends, so the output is never blocked.
+pub(crate) async fn failed(status: &watch::Sender<TrackStatus>, why: String, rx: &mut mpsc::Receiver<TrackInput>) {
+    warn!(reason = %why, "track stopped");
+    status.send_modify(|s| {
+        s.state = TrackState::Failed;
+        s.last_error = Some(why);
+    });
+    while rx.recv().await.is_some() {}
+}
+
+/// Waits until `until` (a retry's backoff), handing whatever the output
+/// sends meanwhile to `accept`; `open` turns false when the output ends.
+pub(crate) async fn wait_taking(until: Instant, rx: &mut mpsc::Receiver<TrackInput>, open: &mut bool, mut accept: impl FnMut(TrackInput)) {
+    while *open {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(i)) => accept(i),
+            Ok(None) => *open = false,
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep_until(until).await;
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -445,11 +456,11 @@ mod tests {
         }
     }
 
-    fn segment(seq: u32) -> TrackInput {
-        TrackInput::Segment(Segment { seq, decode_time: u64::from(seq), start_ns: 0, duration_ns: 1, data: Bytes::from(format!("seg{seq}")), last: false })
+    pub(crate) fn segment(seq: u32) -> TrackInput {
+        TrackInput::Segment(Segment { seq, decode_time: u64::from(seq), start_ns: 0, duration_ns: 1, data: Bytes::from(format!("seg{seq}")), last: false, filler: false })
     }
 
-    async fn settle(status: &watch::Receiver<TrackStatus>, done: impl Fn(&TrackStatus) -> bool) -> TrackStatus {
+    pub(crate) async fn settle(status: &watch::Receiver<TrackStatus>, done: impl Fn(&TrackStatus) -> bool) -> TrackStatus {
         for _ in 0..200 {
             if done(&status.borrow()) {
                 break;

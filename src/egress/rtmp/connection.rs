@@ -2,6 +2,7 @@
 //! handshake, `connect`, `createStream` + `publish`, then media messages out
 //! and server messages (acks, pings, status codes) in.
 
+use super::chunk_repair::ChunkRepair;
 use super::feed::Outgoing;
 use super::redact::Redactor;
 use super::transport::{self, Io};
@@ -51,6 +52,9 @@ pub(crate) struct Connection {
     /// Bytes written to the socket (handshake included).
     pub bytes_written: u64,
     queue: transport::SendQueue,
+    /// What the server sends goes through it before rml_rtmp reads it.
+    repair: ChunkRepair,
+    repairs_logged: u64,
 }
 
 impl Connection {
@@ -73,9 +77,11 @@ impl Connection {
             metadata: None,
             bytes_written: handshake_bytes,
             queue,
+            repair: ChunkRepair::default(),
+            repairs_logged: 0,
         };
         conn.apply(initial).await?;
-        let results = conn.session.handle_input(&remaining).map_err(EgressError::Session)?;
+        let results = conn.server_bytes(&remaining)?;
         let mut seen = conn.apply(results).await?;
 
         let connect = conn.session.request_connection(req.url.app().to_owned()).map_err(EgressError::Session)?;
@@ -94,6 +100,12 @@ impl Connection {
     /// Bytes written but not sent yet (the socket's send queue, beyond what is in flight).
     pub fn unsent_bytes(&self) -> u64 {
         self.queue.bytes().unwrap_or(0)
+    }
+
+    /// Bytes the peer has acknowledged on this connection: moves while the
+    /// peer takes data, however slowly; stops when it is gone.
+    pub fn acknowledged_bytes(&self) -> u64 {
+        self.bytes_written.saturating_sub(self.queue.unacknowledged().unwrap_or(0))
     }
 
     /// What `onMetaData` says for this publish; sent when the feed asks
@@ -143,7 +155,7 @@ impl Connection {
         if n == 0 {
             return Err(EgressError::Closed { stage: Stage::Publishing });
         }
-        let results = self.session.handle_input(&self.read_buf[..n]).map_err(EgressError::Session)?;
+        let results = self.server_bytes_read(n)?;
         self.apply(results).await.map(drop)
     }
 
@@ -173,10 +185,29 @@ impl Connection {
             if n == 0 {
                 return Err(EgressError::Closed { stage });
             }
-            let results = self.session.handle_input(&self.read_buf[..n]).map_err(EgressError::Session)?;
+            let results = self.server_bytes_read(n)?;
             seen.extend(self.apply(results).await?);
         }
         Ok(())
+    }
+
+    /// Hands bytes from the server to the session, through the header repair.
+    fn server_bytes(&mut self, bytes: &[u8]) -> Result<Vec<ClientSessionResult>, EgressError> {
+        let repaired = self.repair.feed(bytes);
+        self.give_session(repaired)
+    }
+
+    fn server_bytes_read(&mut self, n: usize) -> Result<Vec<ClientSessionResult>, EgressError> {
+        let repaired = self.repair.feed(&self.read_buf[..n]);
+        self.give_session(repaired)
+    }
+
+    fn give_session(&mut self, bytes: Vec<u8>) -> Result<Vec<ClientSessionResult>, EgressError> {
+        if self.repair.repaired > self.repairs_logged {
+            debug!(headers = self.repair.repaired, "server chunk headers without a previous header read as zeros");
+            self.repairs_logged = self.repair.repaired;
+        }
+        self.session.handle_input(&bytes).map_err(EgressError::Session)
     }
 
     /// Sends what the session produced, in order, and interprets its events.
@@ -239,6 +270,16 @@ impl Connection {
             }
         }
     }
+}
+
+/// A cheap check that the server at `url` is there: TCP (and TLS) connect
+/// and the RTMP handshake, then close. Nothing is published, no key is sent.
+/// The caller bounds it with a timeout.
+pub(crate) async fn probe(url: &RtmpUrl, tls: Option<&Arc<ClientConfig>>) -> Result<(), EgressError> {
+    let (mut io, _queue) = transport::open(url, tls).await?;
+    handshake(&mut io).await?;
+    let _ = io.shutdown().await;
+    Ok(())
 }
 
 /// The RTMP handshake (C0/C1, S0/S1/S2, C2). Returns the bytes the server

@@ -157,10 +157,11 @@ mod tests {
             dts_ns: ms * 1_000_000,
             keyframe,
             data: Bytes::from_static(b"au"),
+            filler: false,
         })
     }
     fn audio(ms: u64) -> Media {
-        Media::Audio(AudioFrame { pts_ns: ms * 1_000_000, data: Bytes::from_static(b"aac") })
+        Media::Audio(AudioFrame { pts_ns: ms * 1_000_000, data: Bytes::from_static(b"aac"), filler: false })
     }
     fn configs(feed: &mut Feed) {
         let mut out = Vec::new();

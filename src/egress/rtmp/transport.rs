@@ -80,4 +80,13 @@ impl SendQueue {
         let r = unsafe { libc::ioctl(self.0, SIOCOUTQNSD as _, &mut n) };
         (r == 0).then_some(n.max(0) as u64)
     }
+
+    /// Bytes written and not acknowledged by the peer yet (sent or not):
+    /// what stops shrinking when the peer is gone.
+    pub fn unacknowledged(&self) -> Option<u64> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int; the fd is open, as above.
+        let r = unsafe { libc::ioctl(self.0, libc::TIOCOUTQ as _, &mut n) };
+        (r == 0).then_some(n.max(0) as u64)
+    }
 }

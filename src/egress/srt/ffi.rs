@@ -19,6 +19,7 @@ use thiserror::Error;
 const LIBRARIES: &[&str] = &["libsrt-gnutls.so.1.5", "libsrt.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so"];
 
 // SRT_SOCKOPT values (srt.h).
+pub const SRTO_RCVSYN: c_int = 2;
 pub const SRTO_SNDTIMEO: c_int = 13;
 pub const SRTO_SENDER: c_int = 21;
 pub const SRTO_LATENCY: c_int = 23;
@@ -31,6 +32,7 @@ pub const SRTO_PEERIDLETIMEO: c_int = 55;
 pub const SRTT_LIVE: c_int = 0;
 
 // SRT_SOCKSTATUS.
+pub const SRTS_CONNECTING: c_int = 4;
 pub const SRTS_CONNECTED: c_int = 5;
 
 // SRT_ERRNO.
@@ -236,12 +238,34 @@ impl Socket {
         self.check(r)
     }
 
-    /// Blocking connect (bounded by `SRTO_CONNTIMEO`).
-    pub fn connect(&self, addr: &SocketAddr) -> Result<(), SrtError> {
+    /// Connects, bounded by `SRTO_CONNTIMEO` (set it to `timeout`), and
+    /// waits for the outcome by polling the socket's state. Not libsrt's
+    /// blocking connect: that one resends an unanswered handshake only
+    /// once a second, so a receiver that comes back just after an attempt
+    /// began waits up to a second; libsrt's own worker, which drives a
+    /// non-blocking connect, resends every 250 ms.
+    pub fn connect(&self, addr: &SocketAddr, timeout: std::time::Duration) -> Result<(), SrtError> {
+        self.set_bool(SRTO_RCVSYN, false)?;
         let (sa, len) = sockaddr(addr);
         // SAFETY: a valid sockaddr of `len` bytes.
         let r = unsafe { (self.api().srt_connect)(self.sock(), &sa as *const _ as *const libc::sockaddr, len) };
-        self.check(r)
+        self.check(r)?;
+        // libsrt ends the attempt itself at the timeout; a margin past it.
+        let deadline = std::time::Instant::now() + timeout + std::time::Duration::from_millis(500);
+        loop {
+            // SAFETY: a plain call on our socket.
+            let state = unsafe { (self.api().srt_getsockstate)(self.sock()) };
+            match state {
+                SRTS_CONNECTED => return self.set_bool(SRTO_RCVSYN, true),
+                SRTS_CONNECTING if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+                _ => {
+                    let reason = self.reject_reason();
+                    let refused = state != SRTS_CONNECTING && reason != SRT_REJ_TIMEOUT && reason != 0;
+                    let code = if refused { SRT_ECONNREJ } else { SRT_ENOSERVER };
+                    return Err(SrtError { code, text: if refused { "connection rejected".into() } else { "connection setup failure: connection timed out".into() } });
+                }
+            }
+        }
     }
 
     pub fn bind(&self, addr: &SocketAddr) -> Result<(), SrtError> {

@@ -39,11 +39,70 @@ function showStatus(s) {
   text($("device"), s.device_id + " · " + s.board + " · fieldcast " + s.firmware);
 }
 
+// dBFS -60..0 as 0..100 % of the bar.
+const pct = (db) => Math.max(0, Math.min(100, (db + 60) / 60 * 100));
+
+// One bar per audio channel: RMS filled, the peak as a tick (the last second).
+function showMeters(audio) {
+  const box = $("meters");
+  while (box.children.length > audio.length) box.lastChild.remove();
+  for (const a of audio) {
+    let m = box.children[a.channel];
+    if (!m) {
+      m = document.createElement("div"); m.className = "meter";
+      m.innerHTML = '<span class="ch"></span><span class="bar"><span class="rms"></span><span class="peak"></span></span><span class="db"></span>';
+      box.appendChild(m);
+    }
+    text(m.querySelector(".ch"), a.channel === 0 ? "L" : a.channel === 1 ? "R" : String(a.channel + 1));
+    m.querySelector(".rms").style.width = pct(a.rms_dbfs) + "%";
+    m.querySelector(".peak").style.left = "calc(" + pct(a.peak_dbfs) + "% - 3px)";
+    text(m.querySelector(".db"), a.peak_dbfs <= -100 ? "silent" : a.peak_dbfs.toFixed(0) + " dB");
+    m.dataset.peak = a.peak_dbfs;
+  }
+}
+
+// Each rung's measured bitrate and fps over the last minute, from the telemetry pushed here.
+const HISTORY_MS = 60000;
+const history = new Map();
+const SVG = "http://www.w3.org/2000/svg";
+
+function spark(values, cls) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark " + cls);
+  svg.setAttribute("viewBox", "0 0 60 16");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const max = Math.max(1e-9, ...values);
+  const line = document.createElementNS(SVG, "polyline");
+  const n = values.length;
+  line.setAttribute("points", values.map((v, k) => (n < 2 ? 60 : (k / (n - 1)) * 60).toFixed(1) + "," + (15 - (v / max) * 14).toFixed(1)).join(" "));
+  svg.appendChild(line);
+  svg.dataset.points = String(n);
+  return svg;
+}
+
+function rungRow(tbody, r, now) {
+  const h = (history.get(r.name) || []).filter((x) => now - x.at <= HISTORY_MS);
+  h.push({ at: now, kbps: r.bitrate_kbps, fps: r.fps });
+  history.set(r.name, h);
+  const tr = document.createElement("tr");
+  tr.dataset.rung = r.name;
+  const cells = [r.name + " " + r.width + "×" + r.height, Math.round(r.bitrate_kbps) + " / " + r.target_kbps, r.fps.toFixed(1)];
+  cells.forEach((c, k) => {
+    const td = document.createElement("td"); text(td, c);
+    if (k === 1) td.appendChild(spark(h.map((x) => x.kbps), "kbps"));
+    if (k === 2) td.appendChild(spark(h.map((x) => x.fps), "fps"));
+    tr.appendChild(td);
+  });
+  tbody.appendChild(tr);
+}
+
 function showTelemetry(t) {
   const i = t.input;
+  showMeters(i && i.audio ? i.audio : []);
   text($("input"), i ? (i.signal ? "signal" : "NO SIGNAL" + (i.slate ? " (slate on air)" : "")) + " · " + i.kind + " " + i.width + "×" + i.height + " · " + i.fps.toFixed(1) + "/" + i.configured_fps + " fps" : "no input (idle)");
   const rungs = $("rungs").tBodies[0]; rungs.replaceChildren();
-  for (const r of t.rungs) row(rungs, [r.name + " " + r.width + "×" + r.height, Math.round(r.bitrate_kbps) + " / " + r.target_kbps, r.fps.toFixed(1)]);
+  const now = Date.now();
+  for (const r of t.rungs) rungRow(rungs, r, now);
   const outs = $("outputs").tBodies[0]; outs.replaceChildren();
   for (const d of t.destinations) row(outs, [d.name + "/" + d.rung + (d.endpoint === "primary" ? "" : "@" + d.endpoint), d.state + (d.reconnects ? " (" + d.reconnects + " reconnects)" : "")]);
   const y = t.system;
@@ -80,17 +139,25 @@ function listen() {
   es.onerror = () => { /* EventSource reconnects by itself */ };
 }
 
-function showErrors(reply) {
-  for (const el of document.querySelectorAll("#dest-form .error")) text(el, "");
-  text($("dest-ok"), "");
+// A configure reply shown in `form`: each refused field's message under its
+// input (`fieldOf` maps the error's field path to a data-field name, or null),
+// or the config version it was saved as in `okId`.
+function showReply(form, okId, reply, fieldOf) {
+  for (const el of document.querySelectorAll("#" + form + " .error")) text(el, "");
+  text($(okId), "");
+  if (reply.json && reply.json.ok) { text($(okId), "saved (config version " + reply.json.result.config_version + ")"); return; }
   const e = reply.json && reply.json.error;
-  if (!e) { text(document.querySelector('#dest-form [data-field="other"]'), "no answer (" + reply.status + ")"); return; }
+  if (!e) { text(document.querySelector("#" + form + ' [data-field="other"]'), "no answer (" + reply.status + ")"); return; }
   const problems = e.fields && e.fields.length ? e.fields : [{ field: e.field || "", message: e.message }];
+  // Several rungs can break one rule: each reason once under its field.
+  const under = new Map();
   for (const p of problems) {
-    const m = /destination\[\d+\]\.(url|stream|key)/.exec(p.field || "");
-    const el = document.querySelector('#dest-form [data-field="' + (m ? m[1] : "other") + '"]');
-    text(el, (el.textContent ? el.textContent + "; " : "") + p.message);
+    const el = document.querySelector("#" + form + ' [data-field="' + (fieldOf(p.field || "") || "other") + '"]');
+    const said = under.get(el) || [];
+    if (!said.includes(p.message)) said.push(p.message);
+    under.set(el, said);
   }
+  for (const [el, said] of under) text(el, said.join(" · "));
 }
 
 async function boot() {
@@ -133,12 +200,14 @@ $("dest-form").addEventListener("submit", async (ev) => {
   if (key) d.key = key;
   const r = await command("configure", { config: { destination: [d] } });
   $("dest-key").value = "";
-  if (r.json && r.json.ok) {
-    for (const el of document.querySelectorAll("#dest-form .error")) text(el, "");
-    text($("dest-ok"), "saved (config version " + r.json.result.config_version + ")");
-  } else {
-    showErrors(r);
-  }
+  showReply("dest-form", "dest-ok", r, (f) => { const m = /destination\[\d+\]\.(url|stream|key)/.exec(f); return m && m[1]; });
+});
+
+$("ladder-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  // A profile replaces the rungs: the overlay's own rungs are dropped (null).
+  const r = await command("configure", { config: { ladder: { profile: $("ladder-profile").value, rungs: null } } });
+  showReply("ladder-form", "ladder-ok", r, (f) => (/^(config\.)?ladder(\.|$)/.test(f) ? "profile" : null));
 });
 
 $("logout").addEventListener("click", async () => { await post("/ui/logout", {}); location.reload(); });
