@@ -95,6 +95,7 @@ pub fn run(config_path: Option<&Path>, duration: Option<f64>) -> i32 {
         return exit::FAILURE;
     }
     crate::gstlog::route_into_tracing();
+    crate::pipeline::typefind::leave_out_ffmpeg_typefinders();
     let selection = match select_board(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -122,6 +123,7 @@ pub fn check_config(path: &Path, json: bool) -> i32 {
         }
     };
     let _ = gst::init();
+    crate::pipeline::typefind::leave_out_ffmpeg_typefinders();
     let selection = match select_board(&config) {
         Ok(s) => s,
         Err(e) => {

@@ -299,6 +299,7 @@ fn media_appsink(
         // Never wait to preroll: with a non-live source (file) beside live
         // audio, a prerolling sink would deadlock the start.
         .async_(false)
+        .enable_last_sample(false)
         .max_buffers(max_buffers)
         .callbacks(
             gst_app::AppSinkCallbacks::builder()

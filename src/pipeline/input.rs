@@ -297,6 +297,9 @@ impl Capture {
         let sink = gst_app::AppSink::builder()
             .sync(false)
             .async_(false)
+            // No reference kept past the callback: the frame clock's must be
+            // the only one, or the capture's pool could not take it back.
+            .enable_last_sample(false)
             .max_buffers(2)
             .callbacks(
                 gst_app::AppSinkCallbacks::builder()

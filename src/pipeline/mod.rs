@@ -5,7 +5,8 @@
 //! its spans kept in [`filler`] so each encoded frame says whether it is filler),
 //! [`keyframes`] keeps every rung's IDRs on one clock, [`actor`] owns the
 //! running pipeline, [`snapshot`] turns its newest frame into a JPEG,
-//! [`level`] keeps the audio level per channel;
+//! [`level`] keeps the audio level per channel, [`typefind`] keeps FFmpeg
+//! out of a file's probe;
 //! [`diff`] decides whether a new plan can be applied to the running one
 //! (bitrates only) and [`bitrate`] sets a running encoder's bitrate.
 
@@ -26,3 +27,4 @@ pub mod slate;
 pub mod snapshot;
 pub mod source;
 pub mod stats;
+pub mod typefind;

@@ -209,10 +209,12 @@ pub fn run(mut s: PacerSetup) {
             None => {}
         }
         let buffer = match pick {
-            Pick::Live => {
-                last = fresh.clone();
-                fresh
-            }
+            // A live frame goes out as itself (retimed in place: the frame
+            // clock holds the only reference), so once every element is done
+            // with it it returns to the capture's buffer pool. A copy
+            // sharing its memory would make the pool discard it and allocate
+            // a new picture for every frame.
+            Pick::Live => fresh.map(|b| live(b, pts, frame_ns, &mut last)),
             Pick::Repeat => {
                 s.stats.frames_repeated.fetch_add(1, Ordering::Relaxed);
                 if loss.lost() {
@@ -225,7 +227,7 @@ pub fn run(mut s: PacerSetup) {
                         warned_at = Instant::now();
                     }
                 }
-                last.clone()
+                last.as_ref().map(|b| retimed_copy(b, pts, frame_ns))
             }
             Pick::Slate => {
                 s.stats.slate_frames.fetch_add(1, Ordering::Relaxed);
@@ -236,25 +238,39 @@ pub fn run(mut s: PacerSetup) {
                         m.set_property("mute", true);
                     }
                 }
-                slate_frame.clone()
+                slate_frame.as_ref().map(|b| retimed_copy(b, pts, frame_ns))
             }
             Pick::Nothing => None,
         };
-        let Some(buffer) = buffer else { continue };
-        let mut out = buffer.copy();
-        {
-            let b = out.make_mut();
-            b.set_pts(gst::ClockTime::from_nseconds(pts));
-            b.set_dts(gst::ClockTime::NONE);
-            b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
-            b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::GAP);
-        }
+        let Some(out) = buffer else { continue };
         if s.appsrc.push_buffer(out).is_err() {
             break;
         }
     }
     s.slate.stop();
     let _ = s.appsrc.end_of_stream();
+}
+
+/// Stamps a frame for its slot of the output timeline.
+fn retime(b: &mut gst::BufferRef, pts: u64, frame_ns: u64) {
+    b.set_pts(gst::ClockTime::from_nseconds(pts));
+    b.set_dts(gst::ClockTime::NONE);
+    b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
+    b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::GAP);
+}
+
+/// A captured frame for its slot: the same buffer, kept as the last one.
+fn live(mut b: gst::Buffer, pts: u64, frame_ns: u64, last: &mut Option<gst::Buffer>) -> gst::Buffer {
+    retime(b.make_mut(), pts, frame_ns);
+    *last = Some(b.clone());
+    b
+}
+
+/// A repeated frame or a slate frame: a new buffer sharing the picture.
+fn retimed_copy(b: &gst::Buffer, pts: u64, frame_ns: u64) -> gst::Buffer {
+    let mut out = b.copy();
+    retime(out.make_mut(), pts, frame_ns);
+    out
 }
 
 /// The output pipeline's clock and base time, once it plays.
@@ -327,6 +343,29 @@ mod tests {
         // The slate pipeline not ready yet: nothing rather than a wrong frame.
         let mut c = LossClock::new(Duration::from_millis(500), Duration::ZERO, 0);
         assert_eq!(c.pick(600 * MS, false, true, false), (Pick::Repeat, Some(Change::Lost)));
+    }
+
+    #[test]
+    fn a_live_frame_goes_out_as_the_captured_buffer_itself_so_its_pool_can_take_it_back() {
+        gst::init().unwrap();
+        let mut last = None;
+        let first = gst::Buffer::with_size(16).unwrap();
+        let first_ptr = first.as_ptr();
+        let out = live(first, 33 * MS, 33 * MS, &mut last);
+        assert_eq!(out.as_ptr(), first_ptr, "the live frame was copied");
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_nseconds(33 * MS)));
+        drop(out);
+        // The next live frame is not copied either, and becomes the last one.
+        let second = gst::Buffer::with_size(16).unwrap();
+        let second_ptr = second.as_ptr();
+        let out = live(second, 66 * MS, 33 * MS, &mut last);
+        assert_eq!(out.as_ptr(), second_ptr);
+        assert_eq!(last.as_ref().map(|b| b.as_ptr()), Some(second_ptr), "the last frame is the one that went out");
+        // A repeat is a new buffer on the same picture, stamped for its slot.
+        let again = retimed_copy(last.as_ref().unwrap(), 99 * MS, 33 * MS);
+        assert_ne!(again.as_ptr(), second_ptr);
+        assert_eq!(again.pts(), Some(gst::ClockTime::from_nseconds(99 * MS)));
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_nseconds(66 * MS)), "the repeat must not retime the frame already sent");
     }
 
     #[test]
