@@ -65,8 +65,14 @@ impl SrtReceiver {
             }
         };
         let child = cmd.stderr(std::fs::File::create(&log).unwrap()).spawn().expect("start the SRT receiver");
-        // Give it a moment to bind (UDP: nothing to poll from outside).
-        std::thread::sleep(Duration::from_millis(300));
+        // Until it has bound its port (seen in /proc/net/udp), then a moment
+        // more for its listen call: a caller that starts sooner sends its
+        // first handshake into nothing.
+        let t0 = std::time::Instant::now();
+        while !udp_bound(port) && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
         SrtReceiver { kind, port, out, log, child: Some(child) }
     }
 
@@ -109,4 +115,16 @@ impl Drop for SrtReceiver {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether the UDP `port` is bound on this machine.
+pub fn udp_bound(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&hex)))
+    })
 }
