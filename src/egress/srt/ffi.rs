@@ -42,12 +42,19 @@ pub const SRT_ECONNLOST: c_int = 2001;
 pub const SRT_ENOCONN: c_int = 2002;
 
 // SRT_REJECT_REASON.
+pub const SRT_REJ_UNKNOWN: c_int = 0;
 pub const SRT_REJ_PEER: c_int = 2;
 pub const SRT_REJ_BADSECRET: c_int = 10;
 pub const SRT_REJ_UNSECURE: c_int = 11;
 pub const SRT_REJ_TIMEOUT: c_int = 16;
 /// Codes at or above this are the receiver's own (access control, 1000+).
 pub const SRT_REJC_PREDEFINED: c_int = 1000;
+
+/// How often a connecting socket's state is read.
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long a failed state without a reject reason must last to be believed
+/// (see [`Socket::connect`]).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// syslog's LOG_CRIT: libsrt prints nothing below it to stderr.
 const LOG_CRIT: c_int = 2;
@@ -252,15 +259,32 @@ impl Socket {
         self.check(r)?;
         // libsrt ends the attempt itself at the timeout; a margin past it.
         let deadline = std::time::Instant::now() + timeout + std::time::Duration::from_millis(500);
+        let mut unsettled_since: Option<std::time::Instant> = None;
         loop {
             // SAFETY: a plain call on our socket.
             let state = unsafe { (self.api().srt_getsockstate)(self.sock()) };
+            let now = std::time::Instant::now();
             match state {
                 SRTS_CONNECTED => return self.set_bool(SRTO_RCVSYN, true),
-                SRTS_CONNECTING if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+                SRTS_CONNECTING if now < deadline => std::thread::sleep(POLL),
+                // libsrt 1.5 (`CUDT::postConnect`) clears "connecting" before
+                // it sets "connected", and looks the socket up under the global
+                // lock in between, the lock `srt_getsockstate` takes: a poll in
+                // that window reads BROKEN with no reject reason although the
+                // connection is being completed (the listener has accepted it).
+                // Giving up there closes a connection the receiver already
+                // counts as its one caller. A failure is believed once it has
+                // a reason, or has lasted [`SETTLE`].
+                _ if state != SRTS_CONNECTING
+                    && self.reject_reason() == SRT_REJ_UNKNOWN
+                    && now < deadline
+                    && now.duration_since(*unsettled_since.get_or_insert(now)) < SETTLE =>
+                {
+                    std::thread::sleep(POLL)
+                }
                 _ => {
                     let reason = self.reject_reason();
-                    let refused = state != SRTS_CONNECTING && reason != SRT_REJ_TIMEOUT && reason != 0;
+                    let refused = state != SRTS_CONNECTING && reason != SRT_REJ_TIMEOUT && reason != SRT_REJ_UNKNOWN;
                     let code = if refused { SRT_ECONNREJ } else { SRT_ENOSERVER };
                     return Err(SrtError { code, text: if refused { "connection rejected".into() } else { "connection setup failure: connection timed out".into() } });
                 }
