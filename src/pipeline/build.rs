@@ -96,6 +96,25 @@ fn queue(buffers: u32) -> Result<gst::Element, BuildError> {
         .build()?)
 }
 
+/// Raw pictures a queue in front of a scaler or an encoder may hold: up to
+/// [`RAW_QUEUE_FRAMES`], and no more than [`RAW_QUEUE_BYTES`] of them (as
+/// gst-launch's default queues are bounded).
+/// Every picture held is one more the capture's pool must allocate, and
+/// at start, while the encoders open, these queues fill.
+fn raw_queue() -> Result<gst::Element, BuildError> {
+    let q = queue(RAW_QUEUE_FRAMES)?;
+    q.set_property("max-size-bytes", RAW_QUEUE_BYTES);
+    Ok(q)
+}
+
+/// Deep enough to absorb encoder start-up (x264 init takes ~0.2 s natively,
+/// far more under emulation) so the live capture never skips a frame one
+/// rung would miss...
+const RAW_QUEUE_FRAMES: u32 = 12;
+/// ...of pictures up to 540p; 9 of 720p, 4 of 1080p, 1 of 4K (a queue takes
+/// a picture while it holds less than this).
+const RAW_QUEUE_BYTES: u32 = 12_000_000;
+
 fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
     gst::Caps::builder("video/x-raw")
         .field("format", "I420")
@@ -144,8 +163,10 @@ pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {
     let mut tees: Vec<gst::Element> = vec![capture_tee];
     for (i, node) in plan.scalers.iter().enumerate().skip(1) {
         let parent = tees[node.from.expect("only node 0 has no parent")].clone();
-        let q = queue(12)?;
-        let scale = gst::ElementFactory::make("videoscale").property("n-threads", 2u32).build()?;
+        let q = raw_queue()?;
+        // One thread per scaler: every core is busy encoding, and splitting
+        // a frame across two threads cost 5-10% more CPU in the benchmark.
+        let scale = gst::ElementFactory::make("videoscale").build()?;
         let f = capsfilter(raw_caps(node.width, node.height, plan))?;
         let tee = make_named("tee", &format!("scale{i}_{}x{}", node.width, node.height))?;
         pipeline.add_many([&q, &scale, &f, &tee])?;
@@ -226,9 +247,7 @@ fn watch_capture_eos(tee: &gst::Element) {
 /// resolved settings, h264parse re-inserting SPS/PPS at every IDR, AVC out.
 fn encode_rung(pipeline: &gst::Pipeline, rung: &RungPlan, input: &gst::Element) -> Result<(gst::Element, gst::Element), BuildError> {
     let s: &EncoderSettings = &rung.encoder;
-    // Deep enough to absorb encoder start-up (x264 init takes ~0.2 s) so the
-    // live capture never skips a frame one rung would miss.
-    let q = queue(12)?;
+    let q = raw_queue()?;
     q.set_property("name", format!("{ENCODER_QUEUE}{}", rung.name));
     let mut elements: Vec<gst::Element> = vec![q];
     for factory in &s.input_chain {

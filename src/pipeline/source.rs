@@ -98,7 +98,17 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().as_ref()).build()?;
             let decode = gst::ElementFactory::make("decodebin").build()?;
             // Decoded media is paced to the clock, as a camera would deliver it.
+            let use_audio = plan.audio.audio.source == crate::config::AudioSource::File;
+            // The queues let one demuxer thread feed both paced branches.
+            // With the file's video alone, reading ahead buys nothing: one
+            // frame (a queue's default 10 MB would be 3-4 decoded 1080p
+            // pictures kept alive, 12 MB of the benchmark's peak).
             let vq = gst::ElementFactory::make("queue").build()?;
+            if !use_audio {
+                vq.set_property("max-size-buffers", 1u32);
+                vq.set_property("max-size-bytes", 0u32);
+                vq.set_property("max-size-time", 0u64);
+            }
             let vsync = gst::ElementFactory::make("clocksync").build()?;
             let aq = gst::ElementFactory::make("queue").build()?;
             let aconv = gst::ElementFactory::make("audioconvert").build()?;
@@ -108,7 +118,6 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             // The file's audio is used only when asked for; otherwise a pad
             // that appears is discarded (created on demand: a sink that never
             // sees data would never see EOS either).
-            let use_audio = plan.audio.audio.source == crate::config::AudioSource::File;
             if use_audio {
                 link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
             }
