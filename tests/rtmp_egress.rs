@@ -10,7 +10,7 @@ use common::wait_for_async;
 use fieldcast::egress::MediaSender;
 use fieldcast::backoff::Backoff;
 use fieldcast::config::{Secret, Target};
-use fieldcast::egress::rtmp::{self, PublishMetadata, RtmpPlan};
+use fieldcast::egress::rtmp::{self, RtmpPlan};
 use fieldcast::egress::{EgressState, EgressStatus};
 use fieldcast::config::url::RtmpUrl;
 use std::path::Path;
@@ -20,18 +20,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const FRAME_S: f64 = 1.0 / 30.0;
-
-fn metadata(spec: &SourceSpec) -> PublishMetadata {
-    PublishMetadata {
-        width: spec.width,
-        height: spec.height,
-        framerate: spec.fps as f64,
-        video_kbps: spec.video_kbps,
-        audio_kbps: 128,
-        audio_sample_rate: 48_000,
-        audio_channels: 2,
-    }
-}
 
 fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpPlan {
     let (destination, rung) = label.split_once('/').expect("label is destination/rung");
@@ -44,7 +32,7 @@ fn target(label: &str, url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpP
         stream_name: Secret::new(stream_name),
         stream_name_redacted: "***".to_owned(),
         target: Target::Any,
-        metadata: metadata(spec),
+        metadata: spec.metadata(),
         backoff: Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(2) },
         connect_timeout: Duration::from_secs(5),
         ca_file: None,

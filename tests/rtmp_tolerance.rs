@@ -14,7 +14,7 @@ use common::wait_for_async;
 use fieldcast::backoff::Backoff;
 use fieldcast::config::url::RtmpUrl;
 use fieldcast::config::{Secret, Target};
-use fieldcast::egress::rtmp::{self, PublishMetadata, RtmpPlan};
+use fieldcast::egress::rtmp::{self, RtmpPlan};
 use fieldcast::egress::{EgressState, MediaSender};
 use std::time::Duration;
 
@@ -28,15 +28,7 @@ fn plan(url: &str, stream_name: &str, spec: &SourceSpec) -> RtmpPlan {
         stream_name: Secret::new(stream_name),
         stream_name_redacted: "***".to_owned(),
         target: Target::Any,
-        metadata: PublishMetadata {
-            width: spec.width,
-            height: spec.height,
-            framerate: spec.fps as f64,
-            video_kbps: spec.video_kbps,
-            audio_kbps: 128,
-            audio_sample_rate: 48_000,
-            audio_channels: 2,
-        },
+        metadata: spec.metadata(),
         backoff: Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(2) },
         connect_timeout: Duration::from_secs(5),
         ca_file: None,

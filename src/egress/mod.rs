@@ -20,7 +20,7 @@ pub mod record;
 pub mod resume;
 pub mod rtmp;
 pub mod smooth;
-mod sources;
+pub mod sources;
 pub mod srt;
 pub mod standby;
 pub mod status;

@@ -11,7 +11,8 @@ use super::rtmp::{PublishMetadata, RtmpPlan};
 use super::cmaf::fragment::{AudioInfo, Flavor, VideoInfo};
 use super::cmaf::{AudioTrack, CmafPlan};
 use super::smooth::manifest::{Listed, ListedKind};
-use super::srt::{SrtPlan, TsFormat};
+use super::sources::TrackFormat;
+use super::srt::SrtPlan;
 use crate::backoff::Backoff;
 use crate::config::url::DestinationUrl;
 use crate::config::{Audio, Destination, EgressOptions, Fps, RungSpec};
@@ -175,7 +176,7 @@ fn endpoint_plan(destination: &Destination, url: &DestinationUrl, endpoint: Endp
                 passphrase: srt.passphrase.clone(),
                 pbkeylen: srt.pbkeylen,
                 latency_ms: srt.latency_ms,
-                format: TsFormat {
+                format: TrackFormat {
                     width: rung.width,
                     height: rung.height,
                     fps: cx.fps,

@@ -16,7 +16,7 @@ pub use files::check_dir;
 
 use crate::backoff::Backoff;
 use super::Media;
-use crate::config::{Fps, RecordFormat};
+use crate::config::RecordFormat;
 use bytes::Bytes;
 use muxer::{MuxEvent, Muxer};
 use serde::Serialize;
@@ -37,11 +37,7 @@ pub struct RecordTarget {
     pub dir: PathBuf,
     pub format: RecordFormat,
     pub segment: Duration,
-    pub width: u32,
-    pub height: u32,
-    pub fps: Fps,
-    pub audio_rate: u32,
-    pub audio_channels: u32,
+    pub tracks: super::sources::TrackFormat,
     /// Video plus audio, for judging whether the disk has room again.
     pub bitrate_bps: u64,
     pub backoff: Backoff,

@@ -8,6 +8,21 @@ use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 
+/// What an output's two appsrcs announce: the rung's picture and the shared audio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Fps,
+    pub audio_rate: u32,
+    pub audio_channels: u32,
+}
+
+/// An element of an output's own pipeline, or a message naming what is missing.
+pub(crate) fn element(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element `{factory}` is not installed"))
+}
+
 pub(crate) struct MediaSources {
     pub video: gst_app::AppSrc,
     pub audio: gst_app::AppSrc,
@@ -17,9 +32,33 @@ pub(crate) struct MediaSources {
 }
 
 impl MediaSources {
-    pub fn new(video: gst_app::AppSrc, audio: gst_app::AppSrc, fps: Fps, audio_rate: u32) -> MediaSources {
-        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(audio_rate.max(1));
-        MediaSources { video, audio, frame_ns: fps.frame_ns(), audio_frame_ns }
+    /// The two appsrcs, announcing `format` with the encoders' own codec
+    /// configurations (AVC and raw AAC, as every publish gets them), each
+    /// holding at most `max_bytes`. Not live: the timestamps are the
+    /// encoder's running time, not this pipeline's clock; the muxer
+    /// interleaves by timestamp as data comes.
+    pub fn build(format: &TrackFormat, video_config: &Bytes, audio_config: &Bytes, max_bytes: u64) -> MediaSources {
+        let video_caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("codec_data", gst::Buffer::from_slice(video_config.clone()))
+            .field("width", format.width as i32)
+            .field("height", format.height as i32)
+            .field("framerate", gst::Fraction::new(format.fps.num as i32, format.fps.den as i32))
+            .build();
+        let audio_caps = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .field("stream-format", "raw")
+            .field("framed", true)
+            .field("codec_data", gst::Buffer::from_slice(audio_config.clone()))
+            .field("rate", format.audio_rate as i32)
+            .field("channels", format.audio_channels as i32)
+            .build();
+        let appsrc = |caps: gst::Caps| {
+            gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(false).max_bytes(max_bytes).build()
+        };
+        let audio_frame_ns = 1024 * 1_000_000_000 / u64::from(format.audio_rate.max(1));
+        MediaSources { video: appsrc(video_caps), audio: appsrc(audio_caps), frame_ns: format.fps.frame_ns(), audio_frame_ns }
     }
 
     /// Bytes queued in front of the muxer (both tracks).

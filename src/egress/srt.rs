@@ -16,7 +16,6 @@ mod ffi;
 mod mux;
 pub mod probe;
 
-pub use mux::TsFormat;
 
 use super::Media;
 use super::failover::FailoverMember;
@@ -105,18 +104,12 @@ pub struct SrtPlan {
     pub pbkeylen: u32,
     pub latency_ms: u32,
     #[serde(skip)]
-    pub format: TsFormat,
+    pub format: super::sources::TrackFormat,
     #[serde(skip)]
     pub backoff: Backoff,
     /// Bound on the handshake of a caller.
     #[serde(skip)]
     pub connect_timeout: Duration,
-}
-
-impl PartialEq for TsFormat {
-    fn eq(&self, o: &TsFormat) -> bool {
-        (self.width, self.height, self.fps, self.audio_rate, self.audio_channels) == (o.width, o.height, o.fps, o.audio_rate, o.audio_channels)
-    }
 }
 
 impl std::fmt::Debug for SrtPlan {

@@ -20,6 +20,22 @@ pub struct SourceSpec {
     pub key_int: u32,
 }
 
+impl SourceSpec {
+    /// What a publish of this source declares in `onMetaData` (128 kbit/s
+    /// stereo 48 kHz AAC, as the source makes it).
+    pub fn metadata(&self) -> fieldcast::egress::rtmp::PublishMetadata {
+        fieldcast::egress::rtmp::PublishMetadata {
+            width: self.width,
+            height: self.height,
+            framerate: self.fps as f64,
+            video_kbps: self.video_kbps,
+            audio_kbps: 128,
+            audio_sample_rate: 48_000,
+            audio_channels: 2,
+        }
+    }
+}
+
 impl Default for SourceSpec {
     fn default() -> Self {
         SourceSpec { width: 320, height: 240, fps: 30, video_kbps: 400, key_int: 30 }

@@ -442,17 +442,23 @@ pub(crate) mod tests {
     }
 
     fn plan(port: u16) -> TrackPlan {
+        track_plan(&format!("http://127.0.0.1:{port}/live"), "/live/video-r", 1)
+    }
+
+    /// Track `video-r` of a plain-HTTP destination at `url`, posting to
+    /// `target`, with short timeouts and backoff for tests.
+    pub(crate) fn track_plan(url: &str, target: &str, forbidden_retries: u32) -> TrackPlan {
         TrackPlan {
             label: "d/r".into(),
             name: "video-r".into(),
-            url: HttpUrl::parse(&format!("http://127.0.0.1:{port}/live")).unwrap(),
-            target: "/live/video-r".into(),
+            url: HttpUrl::parse(url).unwrap(),
+            target: target.into(),
             content_type: "video/mp4",
             tls: None,
             connect_timeout: Duration::from_secs(2),
             answer_timeout: Duration::from_secs(2),
             backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(50) },
-            forbidden_retries: 1,
+            forbidden_retries,
         }
     }
 

@@ -6,10 +6,10 @@
 
 use super::RecordTarget;
 use crate::config::RecordFormat;
+use crate::egress::sources::{MediaSources, element};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 /// What the recorder's bus says, forwarded to its actor.
@@ -25,16 +25,12 @@ pub(super) enum MuxEvent {
 
 pub(super) struct Muxer {
     pipeline: gst::Pipeline,
-    pub(super) sources: crate::egress::sources::MediaSources,
+    pub(super) sources: MediaSources,
 }
 
 /// How much the appsrcs may hold before the recorder drops to the next
 /// keyframe instead (a disk slower than real time must not grow memory).
 const MAX_QUEUED_BYTES: u64 = 32 * 1024 * 1024;
-
-fn element(factory: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element `{factory}` is not installed"))
-}
 
 impl Muxer {
     /// Builds and starts the recorder, writing `<rung>-NNNNN.<ext>` files into
@@ -48,31 +44,8 @@ impl Muxer {
         events: mpsc::UnboundedSender<MuxEvent>,
     ) -> Result<Muxer, String> {
         let pipeline = gst::Pipeline::with_name(&format!("record_{}", target.rung));
-        let video_caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .field("codec_data", gst::Buffer::from_slice(video_config.clone()))
-            .field("width", target.width as i32)
-            .field("height", target.height as i32)
-            .field("framerate", gst::Fraction::new(target.fps.num as i32, target.fps.den as i32))
-            .build();
-        let audio_caps = gst::Caps::builder("audio/mpeg")
-            .field("mpegversion", 4i32)
-            .field("stream-format", "raw")
-            .field("codec_data", gst::Buffer::from_slice(audio_config.clone()))
-            .field("rate", target.audio_rate as i32)
-            .field("channels", target.audio_channels as i32)
-            .build();
-        let appsrc = |caps: gst::Caps| {
-            gst_app::AppSrc::builder()
-                .caps(&caps)
-                .format(gst::Format::Time)
-                .is_live(false)
-                .block(false)
-                .max_bytes(MAX_QUEUED_BYTES * 2)
-                .build()
-        };
-        let (video, audio) = (appsrc(video_caps), appsrc(audio_caps));
+        let sources = MediaSources::build(&target.tracks, video_config, audio_config, MAX_QUEUED_BYTES * 2);
+        let (video, audio) = (&sources.video, &sources.audio);
         let muxer = match target.format {
             RecordFormat::Mp4 => {
                 let m = element("mp4mux")?;
@@ -111,7 +84,7 @@ impl Muxer {
             gst::BusSyncReply::Drop
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| "the recorder refused to start".to_string())?;
-        Ok(Muxer { pipeline, sources: crate::egress::sources::MediaSources::new(video, audio, target.fps, target.audio_rate) })
+        Ok(Muxer { pipeline, sources })
     }
 
     pub(super) fn over_limit(&self) -> bool {

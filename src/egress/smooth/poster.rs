@@ -270,11 +270,8 @@ impl Poster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::Backoff;
-    use crate::egress::cmaf::track::tests::{segment, settle};
-    use crate::config::url::HttpUrl;
+    use crate::egress::cmaf::track::tests::{segment, settle, track_plan};
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
@@ -349,18 +346,7 @@ mod tests {
     }
 
     fn plan(port: u16) -> TrackPlan {
-        TrackPlan {
-            label: "d/r".into(),
-            name: "video-r".into(),
-            url: HttpUrl::parse(&format!("http://127.0.0.1:{port}/live/ingest.isml")).unwrap(),
-            target: "/live/ingest.isml/Streams(video-r)".into(),
-            content_type: "video/mp4",
-            tls: None,
-            connect_timeout: Duration::from_secs(2),
-            answer_timeout: Duration::from_secs(2),
-            backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(50) },
-            forbidden_retries: 0,
-        }
+        track_plan(&format!("http://127.0.0.1:{port}/live/ingest.isml"), "/live/ingest.isml/Streams(video-r)", 0)
     }
 
     fn bodies(seen: &Seen) -> Vec<(usize, String)> {

@@ -9,6 +9,7 @@
 //! it, so every connection of every rung carries one timeline.
 
 use super::ffi::{Socket, SrtError};
+use crate::egress::sources::{MediaSources, TrackFormat, element};
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -32,23 +33,9 @@ pub(super) enum TsEvent {
     Finished,
 }
 
-/// The formats the appsrcs announce.
-#[derive(Clone, Debug)]
-pub struct TsFormat {
-    pub width: u32,
-    pub height: u32,
-    pub fps: crate::config::Fps,
-    pub audio_rate: u32,
-    pub audio_channels: u32,
-}
-
 pub(super) struct TsMuxer {
     pipeline: gst::Pipeline,
-    pub(super) sources: crate::egress::sources::MediaSources,
-}
-
-fn element(factory: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element `{factory}` is not installed"))
+    pub(super) sources: MediaSources,
 }
 
 impl TsMuxer {
@@ -56,41 +43,15 @@ impl TsMuxer {
     /// change): call off the runtime.
     pub(super) fn start(
         label: &str,
-        format: &TsFormat,
+        format: &TrackFormat,
         video_config: &Bytes,
         audio_config: &Bytes,
         socket: Arc<Socket>,
         events: mpsc::UnboundedSender<TsEvent>,
     ) -> Result<TsMuxer, String> {
         let pipeline = gst::Pipeline::with_name(&format!("srt_{}", label.replace('/', "_")));
-        let video_caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .field("codec_data", gst::Buffer::from_slice(video_config.clone()))
-            .field("width", format.width as i32)
-            .field("height", format.height as i32)
-            .field("framerate", gst::Fraction::new(format.fps.num as i32, format.fps.den as i32))
-            .build();
-        let audio_caps = gst::Caps::builder("audio/mpeg")
-            .field("mpegversion", 4i32)
-            .field("stream-format", "raw")
-            .field("framed", true)
-            .field("codec_data", gst::Buffer::from_slice(audio_config.clone()))
-            .field("rate", format.audio_rate as i32)
-            .field("channels", format.audio_channels as i32)
-            .build();
-        // Not live: the timestamps are the encoder's running time, not this
-        // pipeline's clock; the muxer interleaves by timestamp as data comes.
-        let appsrc = |caps: gst::Caps| {
-            gst_app::AppSrc::builder()
-                .caps(&caps)
-                .format(gst::Format::Time)
-                .is_live(false)
-                .block(false)
-                .max_bytes(MAX_QUEUED_BYTES * 2)
-                .build()
-        };
-        let (video, audio) = (appsrc(video_caps), appsrc(audio_caps));
+        let sources = MediaSources::build(format, video_config, audio_config, MAX_QUEUED_BYTES * 2);
+        let (video, audio) = (&sources.video, &sources.audio);
         let parse = element("h264parse")?;
         parse.set_property("config-interval", -1i32);
         let aparse = element("aacparse")?;
@@ -137,7 +98,7 @@ impl TsMuxer {
             gst::BusSyncReply::Drop
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| "the SRT muxer refused to start".to_string())?;
-        Ok(TsMuxer { pipeline, sources: crate::egress::sources::MediaSources::new(video, audio, format.fps, format.audio_rate) })
+        Ok(TsMuxer { pipeline, sources })
     }
 
     /// More queued than a slow link should hold: skip to the next keyframe.
