@@ -69,11 +69,7 @@ fn a_box_that_does_not_keep_real_time_says_degraded_with_the_measured_rate() {
     // and closes the FIFO).
     let fifo = dir.path().join("camera.y4m");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let writer = format!(
-        "while :; do ffmpeg -v quiet -readrate 0.5 -f lavfi -i testsrc2=size=640x360:rate=30 -t 60 -pix_fmt yuv420p -f yuv4mpegpipe -y '{}'; sleep 0.1; done",
-        fifo.display()
-    );
-    let mut feeder = Command::new("sh").args(["-c", &writer]).stdout(Stdio::null()).spawn().unwrap();
+    let mut feeder = common::camera::feeder_at(&fifo, 640, 360, 0.5);
     let config = write_config(dir.path(), &format!("kind = \"file\"\npath = \"{}\"", fifo.display()), &nginx.rtmp_url("live"));
     let (mut child, log, reader) = spawn(&config, "16");
     assert!(common::wait_child(&mut child, Duration::from_secs(40)), "fieldcast did not stop");

@@ -16,7 +16,6 @@ mod ffi;
 mod mux;
 pub mod probe;
 
-
 use super::Media;
 use super::failover::FailoverMember;
 use super::resume::ResumeMember;

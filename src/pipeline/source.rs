@@ -97,8 +97,8 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
         Source::File { path, .. } => {
             let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().as_ref()).build()?;
             let decode = gst::ElementFactory::make("decodebin").build()?;
-            // Decoded media is paced to the clock, as a camera would deliver it.
             let use_audio = plan.audio.audio.source == crate::config::AudioSource::File;
+            // Decoded media is paced to the clock, as a camera would deliver it.
             // The queues let one demuxer thread feed both paced branches.
             // With the file's video alone, reading ahead buys nothing: one
             // frame (a queue's default 10 MB would be 3-4 decoded 1080p

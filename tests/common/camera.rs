@@ -27,8 +27,14 @@ pub fn slate_image(dir: &Path) -> std::path::PathBuf {
 /// differs from the last), restarted whenever a reader closes the pipe (the
 /// start's feeder check and format probe do).
 pub fn feeder(fifo: &Path, w: u32, h: u32) -> std::process::Child {
+    feeder_at(fifo, w, h, 1.0)
+}
+
+/// [`feeder`] writing at `speed` times real time (0.5: a camera that
+/// promises 30 fps and delivers 15).
+pub fn feeder_at(fifo: &Path, w: u32, h: u32, speed: f64) -> std::process::Child {
     let script = format!(
-        "while :; do ffmpeg -v quiet -re -f lavfi -i 'testsrc2=size={w}x{h}:rate=30,hue=H=2*PI*t' -t 600 -pix_fmt yuv420p -f yuv4mpegpipe -y '{}'; sleep 0.1; done",
+        "while :; do ffmpeg -v quiet -readrate {speed} -f lavfi -i 'testsrc2=size={w}x{h}:rate=30,hue=H=2*PI*t' -t 600 -pix_fmt yuv420p -f yuv4mpegpipe -y '{}'; sleep 0.1; done",
         fifo.display()
     );
     Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
