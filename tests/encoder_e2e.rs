@@ -152,6 +152,11 @@ fn the_standard_ladder_reaches_the_channel_aligned_cbr_with_truthful_metadata() 
         assert_eq!(v["profile"], "High", "{name}");
         assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(u64::from(*w)), Some(u64::from(*h))), "{name}");
         assert_eq!(v["r_frame_rate"], "30/1", "{name}");
+        // One colour space down the whole ladder: left to GStreamer's default
+        // per picture height, 540p and 360p came out BT.601 (smpte170m).
+        for key in ["color_space", "color_primaries", "color_transfer"] {
+            assert_eq!(v[key], "bt709", "{name}: {key} of {v}");
+        }
         let a = stream(&file, "a:0");
         assert_eq!(a["codec_name"], "aac", "{name}: audio");
         assert_eq!(a["sample_rate"], "48000", "{name}: audio");

@@ -115,14 +115,32 @@ const RAW_QUEUE_FRAMES: u32 = 12;
 /// a picture while it holds less than this).
 const RAW_QUEUE_BYTES: u32 = 12_000_000;
 
-fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
+/// The colour space of every picture of the ladder, named in the caps of
+/// the capture's output and of each scaler's. Caps without one let each size
+/// take GStreamer's default for its height (BT.709 above 576 lines, BT.601
+/// below): the 540p and 360p rungs were converted to BT.601 by their scaler
+/// (a matrix on every pixel, a third of that scaler's CPU) and signalled so,
+/// a ladder whose rungs disagreed on colour. A capture in another colour
+/// space is converted once, in the capture.
+pub const LADDER_COLORIMETRY: &str = "bt709";
+
+/// Raw pictures of the ladder: I420, square pixels, BT.709, at `w`x`h` (and
+/// the planned rate when `fps` is given).
+pub fn picture_caps(w: u32, h: u32, fps: Option<crate::config::Fps>) -> gst::Caps {
+    let mut b = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .field("width", w as i32)
         .field("height", h as i32)
         .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .field("framerate", gst::Fraction::new(plan.format.fps.num as i32, plan.format.fps.den as i32))
-        .build()
+        .field("colorimetry", LADDER_COLORIMETRY);
+    if let Some(f) = fps {
+        b = b.field("framerate", gst::Fraction::new(f.num as i32, f.den as i32));
+    }
+    b.build()
+}
+
+fn raw_caps(w: u32, h: u32, plan: &Plan) -> gst::Caps {
+    picture_caps(w, h, Some(plan.format.fps))
 }
 
 pub fn build(plan: &Plan, taps: &Taps) -> Result<Built, BuildError> {

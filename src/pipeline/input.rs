@@ -286,12 +286,7 @@ impl Capture {
         let convert = gst::ElementFactory::make("videoconvert").build()?;
         let scale = gst::ElementFactory::make("videoscale").property("add-borders", true).build()?;
         let f = self.plan.format;
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", f.width as i32)
-            .field("height", f.height as i32)
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build();
+        let caps = super::build::picture_caps(f.width, f.height, None);
         let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
         let (feed, stats) = (self.feed.clone(), self.stats.clone());
         let sink = gst_app::AppSink::builder()

@@ -3,19 +3,24 @@
 //! saying "signal lost", the device id and a running clock. It is its own
 //! small pipeline, playing only while the input is lost, whose newest frame
 //! the frame clock takes; its frames never pass the capture's counters.
+//! It is built on the first loss, not at start: the card's text brings in
+//! pango, cairo and fontconfig (about 4 MB resident and a thread) that a box
+//! whose input never drops never needs. What it is made of is checked at
+//! start, so a missing element is still an error before anything plays.
 
 use super::build::BuildError;
 use super::plan::Plan;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use tracing::warn;
 
-/// A handle on the slate pipeline; starting and stopping happen on its own
-/// thread, so the frame clock never waits for a state change.
+/// A handle on the slate pipeline; building, starting and stopping happen on
+/// its own thread, so the frame clock never waits for a state change.
 pub struct Slate {
-    sink: gst_app::AppSink,
+    /// The slate pipeline's appsink, once built.
+    sink: Arc<OnceLock<gst_app::AppSink>>,
     control: mpsc::Sender<bool>,
 }
 
@@ -30,22 +35,14 @@ impl Slate {
 
     /// The newest slate frame since the last call, if one came.
     pub fn newest(&self) -> Option<gst::Buffer> {
-        let sample = self.sink.try_pull_sample(gst::ClockTime::ZERO)?;
+        let sample = self.sink.get()?.try_pull_sample(gst::ClockTime::ZERO)?;
         sample.buffer_owned()
     }
 }
 
 fn caps(plan: &Plan, with_rate: bool) -> gst::Caps {
     let f = plan.format;
-    let mut b = gst::Caps::builder("video/x-raw")
-        .field("format", "I420")
-        .field("width", f.width as i32)
-        .field("height", f.height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
-    if with_rate {
-        b = b.field("framerate", gst::Fraction::new(f.fps.num as i32, f.fps.den as i32));
-    }
-    b.build()
+    super::build::picture_caps(f.width, f.height, with_rate.then_some(f.fps))
 }
 
 fn make(factory: &str) -> Result<gst::Element, BuildError> {
@@ -77,7 +74,29 @@ fn text(plan: &Plan) -> Vec<gst::Element> {
     }
 }
 
+/// Elements every slate is made of; the card's text is optional.
+const NEEDED: &[&str] = &["imagefreeze", "capsfilter", "videoconvert", "appsink"];
+const NEEDED_FOR_IMAGE: &[&str] = &["filesrc", "decodebin", "videoscale"];
+const NEEDED_FOR_CARD: &[&str] = &["videotestsrc"];
+
+/// Checks the slate can be made here and starts its thread; the pipeline
+/// itself is built on the first [`Slate::start`].
 pub fn build(plan: &Plan) -> Result<Slate, BuildError> {
+    let extra = if plan.input_loss.slate_image.is_some() { NEEDED_FOR_IMAGE } else { NEEDED_FOR_CARD };
+    if let Some(missing) = NEEDED.iter().chain(extra).find(|f| gst::ElementFactory::find(f).is_none()) {
+        return Err(BuildError::MissingElement { element: (*missing).into(), package: None });
+    }
+    let sink = Arc::new(OnceLock::new());
+    let (control, rx) = mpsc::channel::<bool>();
+    let (plan, cell) = (plan.clone(), sink.clone());
+    std::thread::Builder::new()
+        .name("slate".into())
+        .spawn(move || control_loop(&plan, &cell, rx))
+        .map_err(|_| BuildError::Link("slate thread".into()))?;
+    Ok(Slate { sink, control })
+}
+
+fn assemble(plan: &Plan) -> Result<(gst::Pipeline, gst_app::AppSink), BuildError> {
     let pipeline = gst::Pipeline::with_name("slate");
     let sink = gst_app::AppSink::builder().sync(false).max_buffers(1).drop(true).caps(&caps(plan, true)).build();
     let freeze = gst::ElementFactory::make("imagefreeze").property("is-live", true).build()?;
@@ -116,17 +135,13 @@ pub fn build(plan: &Plan) -> Result<Slate, BuildError> {
             gst::Element::link_many(chain.iter()).map_err(|_| BuildError::Link("slate card".into()))?;
         }
     }
-    let (control, rx) = mpsc::channel::<bool>();
-    std::thread::Builder::new()
-        .name("slate".into())
-        .spawn(move || control_loop(pipeline, rx))
-        .map_err(|_| BuildError::Link("slate thread".into()))?;
-    Ok(Slate { sink, control })
+    Ok((pipeline, sink))
 }
 
-/// Plays the slate pipeline while asked to; Null otherwise and at the end
-/// (every handle dropped).
-fn control_loop(pipeline: gst::Pipeline, rx: mpsc::Receiver<bool>) {
+/// Plays the slate pipeline while asked to (building it the first time);
+/// Null otherwise and at the end (every handle dropped).
+fn control_loop(plan: &Plan, sink: &OnceLock<gst_app::AppSink>, rx: mpsc::Receiver<bool>) {
+    let mut pipeline: Option<gst::Pipeline> = None;
     let mut playing = false;
     while let Ok(mut on) = rx.recv() {
         // Only the newest request matters.
@@ -136,14 +151,29 @@ fn control_loop(pipeline: gst::Pipeline, rx: mpsc::Receiver<bool>) {
         if on == playing {
             continue;
         }
+        if pipeline.is_none() {
+            match assemble(plan) {
+                Ok((p, s)) => {
+                    let _ = sink.set(s);
+                    pipeline = Some(p);
+                }
+                Err(e) => {
+                    warn!(error = %e, "the slate cannot be built; the last frame stays on instead");
+                    continue;
+                }
+            }
+        }
+        let Some(p) = &pipeline else { continue };
         let state = if on { gst::State::Playing } else { gst::State::Null };
-        if pipeline.set_state(state).is_err() {
+        if p.set_state(state).is_err() {
             warn!("the slate pipeline cannot start; the last frame stays on instead");
-            let _ = pipeline.set_state(gst::State::Null);
+            let _ = p.set_state(gst::State::Null);
             playing = false;
             continue;
         }
         playing = on;
     }
-    let _ = pipeline.set_state(gst::State::Null);
+    if let Some(p) = pipeline {
+        let _ = p.set_state(gst::State::Null);
+    }
 }

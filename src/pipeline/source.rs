@@ -99,29 +99,30 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             let decode = gst::ElementFactory::make("decodebin").build()?;
             let use_audio = plan.audio.audio.source == crate::config::AudioSource::File;
             // Decoded media is paced to the clock, as a camera would deliver it.
-            // The queues let one demuxer thread feed both paced branches.
-            // With the file's video alone, reading ahead buys nothing: one
-            // frame (a queue's default 10 MB would be 3-4 decoded 1080p
-            // pictures kept alive, 12 MB of the benchmark's peak).
-            let vq = gst::ElementFactory::make("queue").build()?;
-            if !use_audio {
-                vq.set_property("max-size-buffers", 1u32);
-                vq.set_property("max-size-bytes", 0u32);
-                vq.set_property("max-size-time", 0u64);
-            }
+            // With the file's audio, queues let one demuxer thread feed both
+            // paced branches. With its video alone, the decoder's thread
+            // waits at the clock itself: a queue there would keep two more
+            // decoded pictures alive (6 MB at 1080p), buying nothing.
             let vsync = gst::ElementFactory::make("clocksync").build()?;
             let aq = gst::ElementFactory::make("queue").build()?;
             let aconv = gst::ElementFactory::make("audioconvert").build()?;
             let async_ = gst::ElementFactory::make("clocksync").build()?;
             link(pipeline, &[&src, &decode], "file source")?;
-            link(pipeline, &[&vq, &vsync], "file video")?;
+            let video_in = if use_audio {
+                let vq = gst::ElementFactory::make("queue").build()?;
+                link(pipeline, &[&vq, &vsync], "file video")?;
+                vq
+            } else {
+                pipeline.add(&vsync)?;
+                vsync.clone()
+            };
             // The file's audio is used only when asked for; otherwise a pad
             // that appears is discarded (created on demand: a sink that never
             // sees data would never see EOS either).
             if use_audio {
                 link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
             }
-            let vq2 = vq.clone();
+            let vq2 = video_in;
             let aq2 = use_audio.then(|| aq.clone());
             let weak = pipeline.downgrade();
             decode.connect_pad_added(move |_, pad| {
