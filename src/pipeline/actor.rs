@@ -55,8 +55,8 @@ pub struct PipelineHandle {
 }
 
 impl PipelineHandle {
-    /// Frames waiting in front of a rung's encoder (at most 12, and 12 MB:
-    /// 4 of 1080p): a rising level means the encoder cannot keep up.
+    /// Frames waiting in front of a rung's encoder (at most 12, and 7 MB:
+    /// 3 of 1080p): a rising level means the encoder cannot keep up.
     pub fn encoder_queue_level(&self, rung: &str) -> Option<u32> {
         let q = self.pipeline.by_name(&format!("{}{rung}", super::build::ENCODER_QUEUE))?;
         Some(q.property::<u32>("current-level-buffers"))

@@ -111,9 +111,13 @@ fn raw_queue() -> Result<gst::Element, BuildError> {
 /// far more under emulation) so the live capture never skips a frame one
 /// rung would miss...
 const RAW_QUEUE_FRAMES: u32 = 12;
-/// ...of pictures up to 540p; 9 of 720p, 4 of 1080p, 1 of 4K (a queue takes
-/// a picture while it holds less than this).
-const RAW_QUEUE_BYTES: u32 = 12_000_000;
+/// ...of pictures up to 360p; 9 of 540p, 6 of 720p, 3 of 1080p, 1 of 4K (a
+/// queue takes a picture while it holds less than this). Every picture these
+/// queues hold at start, while the encoders open, is one the capture's pool
+/// keeps for the whole run: at 12 MB (4 of 1080p) the pool grew to 5-7
+/// pictures in some benchmark runs, at 7 MB it stays at 4, and the frame
+/// clock never had to repeat a frame.
+const RAW_QUEUE_BYTES: u32 = 7_000_000;
 
 /// The colour space of every picture of the ladder, named in the caps of
 /// the capture's output and of each scaler's. Caps without one let each size
