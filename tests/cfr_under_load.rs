@@ -106,3 +106,49 @@ fn with_a_cpu_hog_competing_every_rung_keeps_a_hole_free_timeline_and_exact_gops
         }
     }
 }
+
+/// A still test pattern (the built-in default's SMPTE bars) is rendered once
+/// and repeated live by imagefreeze, whose own rate is 25 fps unless told:
+/// it must be captured at the ladder's 30, or the frame clock fills every
+/// sixth slot with a repeated frame (the built-in default warned of 50
+/// repeated frames every 10 s).
+#[test]
+fn a_still_test_pattern_is_captured_at_the_ladder_rate_with_no_frame_repeated() {
+    if emulated() {
+        eprintln!("SKIP: under emulation the machine does not keep real time, so repeated frames prove nothing here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mosquitto = Mosquitto::start();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"cam\"\nstate_dir = \"{}\"\n[source]\nkind = \"test\"\npattern = \"smpte\"\nwidth = 640\nheight = 360\n\
+             [audio]\nsource = \"test\"\n[ladder]\nrungs = [{{ name = \"r360\", width = 640, height = 360, bitrate_kbps = 800 }}]\n\
+             [recording]\nmin_free_mb = 0\n[mqtt]\nbroker = \"{}\"\nautostart = true\ntelemetry_seconds = 1\n",
+            dir.path().join("state").display(),
+            mosquitto.url(),
+        ) + common::NO_HTTP,
+    )
+    .unwrap();
+    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
+    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
+    assert!(dash.wait_json(T, "fieldcast/cam/status", |v| v["state"] == "live").is_some(), "never live: {}", device.log_text());
+    // Past the start, two telemetry samples 5 s apart.
+    std::thread::sleep(Duration::from_secs(2));
+    let sample = |dash: &Watcher| {
+        dash.clear();
+        let t = dash.wait_json(T, "fieldcast/cam/telemetry", |v| v["input"]["frames_captured"].is_u64());
+        let t = t.unwrap_or_else(|| panic!("no telemetry: {}", device.log_text()));
+        (std::time::Instant::now(), t["input"]["frames_captured"].as_u64().unwrap(), t["input"]["frames_repeated"].as_u64().unwrap())
+    };
+    let (t0, captured0, repeated0) = sample(&dash);
+    std::thread::sleep(Duration::from_secs(5));
+    let (t1, captured1, repeated1) = sample(&dash);
+    assert_eq!(device.stop().and_then(|s| s.code()), Some(0), "{}", device.log_text());
+    let rate = (captured1 - captured0) as f64 / (t1 - t0).as_secs_f64();
+    assert!((27.0..=33.0).contains(&rate), "captured at {rate:.1} fps, not 30");
+    assert!(repeated1 - repeated0 <= 2, "{} frames repeated in {:.1} s", repeated1 - repeated0, (t1 - t0).as_secs_f64());
+    eprintln!("captured at {rate:.1} fps, {} repeated", repeated1 - repeated0);
+}

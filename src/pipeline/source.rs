@@ -53,7 +53,11 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             if STATIC_PATTERNS.contains(&pattern.as_str()) {
                 let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("num-buffers", 1i32).build()?;
                 let freeze = gst::ElementFactory::make("imagefreeze").property("is-live", true).build()?;
-                link(pipeline, &[&src, &filter, &freeze, &overlay], "test pattern")?;
+                // imagefreeze repeats at 25 fps unless told otherwise: the
+                // frame clock then filled every sixth slot of a 30 fps
+                // ladder with a repeated frame.
+                let rate = gst::ElementFactory::make("capsfilter").property("caps", filter.property::<gst::Caps>("caps")).build()?;
+                link(pipeline, &[&src, &filter, &freeze, &rate, &overlay], "test pattern")?;
             } else {
                 let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("is-live", true).build()?;
                 link(pipeline, &[&src, &filter, &overlay], "test pattern")?;
