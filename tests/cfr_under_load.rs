@@ -34,6 +34,14 @@ fn hog(seconds: u32) -> std::process::Child {
         .expect("start the CPU hog")
 }
 
+/// Starts fieldcast on `config` and waits until it says it is live.
+fn live(config: &std::path::Path, mosquitto: &Mosquitto) -> (Watcher, Device) {
+    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
+    let device = Device::spawn(config, &config.with_file_name("fieldcast.log"));
+    assert!(dash.wait_json(T, "fieldcast/cam/status", |v| v["state"] == "live").is_some(), "never live: {}", device.log_text());
+    (dash, device)
+}
+
 #[test]
 fn with_a_cpu_hog_competing_every_rung_keeps_a_hole_free_timeline_and_exact_gops() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,9 +67,7 @@ fn with_a_cpu_hog_competing_every_rung_keeps_a_hole_free_timeline_and_exact_gops
         ) + common::NO_HTTP,
     )
     .unwrap();
-    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
-    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
-    assert!(dash.wait_json(T, "fieldcast/cam/status", |v| v["state"] == "live").is_some(), "never live: {}", device.log_text());
+    let (dash, mut device) = live(&config, &mosquitto);
     let mut busy = hog(10);
     std::thread::sleep(Duration::from_secs(12));
     let _ = busy.wait();
@@ -132,9 +138,7 @@ fn a_still_test_pattern_is_captured_at_the_ladder_rate_with_no_frame_repeated() 
         ) + common::NO_HTTP,
     )
     .unwrap();
-    let dash = Watcher::connect(&mosquitto.url(), None, None, "fieldcast/cam/#");
-    let mut device = Device::spawn(&config, &dir.path().join("fieldcast.log"));
-    assert!(dash.wait_json(T, "fieldcast/cam/status", |v| v["state"] == "live").is_some(), "never live: {}", device.log_text());
+    let (dash, mut device) = live(&config, &mosquitto);
     // Past the start, two telemetry samples 5 s apart.
     std::thread::sleep(Duration::from_secs(2));
     let sample = |dash: &Watcher| {

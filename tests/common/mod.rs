@@ -29,9 +29,21 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback TCP port that was free a moment ago.
+/// A loopback TCP port that was free a moment ago, and that no earlier call
+/// in this test process handed out: the kernel may give the same ephemeral
+/// port to two binds in a row once the first is closed, and a broker whose
+/// plain and TLS listeners got the same port failed to start ("Address
+/// already in use", once in a CI run).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `condition` every 50 ms until it holds (true) or `timeout` passes (false).
