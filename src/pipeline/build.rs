@@ -123,7 +123,7 @@ const RAW_QUEUE_BYTES: u32 = 7_000_000;
 /// the capture's output and of each scaler's. Caps without one let each size
 /// take GStreamer's default for its height (BT.709 above 576 lines, BT.601
 /// below): the 540p and 360p rungs were converted to BT.601 by their scaler
-/// (a matrix on every pixel, a third of that scaler's CPU) and signalled so,
+/// (a matrix on every pixel, more than half of the 540p scaler's CPU) and signalled so,
 /// a ladder whose rungs disagreed on colour. A capture in another colour
 /// space is converted once, in the capture.
 pub const LADDER_COLORIMETRY: &str = "bt709";

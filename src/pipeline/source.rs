@@ -49,14 +49,14 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
                     gst::ElementFactory::make("identity").build()?
                 }
             };
-            let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+            let filter = gst::ElementFactory::make("capsfilter").property("caps", caps.clone()).build()?;
             if STATIC_PATTERNS.contains(&pattern.as_str()) {
                 let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("num-buffers", 1i32).build()?;
                 let freeze = gst::ElementFactory::make("imagefreeze").property("is-live", true).build()?;
                 // imagefreeze repeats at 25 fps unless told otherwise: the
                 // frame clock then filled every sixth slot of a 30 fps
                 // ladder with a repeated frame.
-                let rate = gst::ElementFactory::make("capsfilter").property("caps", filter.property::<gst::Caps>("caps")).build()?;
+                let rate = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
                 link(pipeline, &[&src, &filter, &freeze, &rate, &overlay], "test pattern")?;
             } else {
                 let src = gst::ElementFactory::make("videotestsrc").property_from_str("pattern", pattern).property("is-live", true).build()?;
@@ -126,14 +126,13 @@ pub fn video(pipeline: &gst::Pipeline, plan: &Plan, _stats: &Arc<PipelineStats>)
             if use_audio {
                 link(pipeline, &[&aq, &aconv, &async_], "file audio")?;
             }
-            let vq2 = video_in;
             let aq2 = use_audio.then(|| aq.clone());
             let weak = pipeline.downgrade();
             decode.connect_pad_added(move |_, pad| {
                 let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
                 let name = caps.as_ref().and_then(|c| c.structure(0)).map(|s| s.name().to_string()).unwrap_or_default();
                 let target = if name.starts_with("video/") {
-                    Some(vq2.clone())
+                    Some(video_in.clone())
                 } else if name.starts_with("audio/") {
                     aq2.clone().or_else(|| {
                         let p = weak.upgrade()?;
