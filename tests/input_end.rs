@@ -115,10 +115,16 @@ fn a_fifo_whose_feeder_ends_stays_live_on_the_slate_and_the_same_publish_until_t
     stop_feeder(second, &fifo);
 }
 
-fn clip(dir: &Path) -> std::path::PathBuf {
-    let clip = dir.join("clip.mp4");
+/// Three seconds (90 frames) of a moving 360p30 picture in `name`: an MP4
+/// (decoded through decodebin) or a raw Y4M file (read straight into the
+/// Y4M decoder in large blocks).
+fn clip(dir: &Path, name: &str) -> std::path::PathBuf {
+    let clip = dir.join(name);
+    let codec: &[&str] = if name.ends_with(".y4m") { &["-pix_fmt", "yuv420p"] } else { &["-c:v", "libx264", "-preset", "ultrafast"] };
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=3", "-c:v", "libx264", "-preset", "ultrafast", "-y"])
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=3"])
+        .args(codec)
+        .arg("-y")
         .arg(&clip)
         .output()
         .unwrap();
@@ -129,25 +135,33 @@ fn clip(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn standalone_a_one_shot_file_ends_the_run_cleanly_and_a_default_file_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = clip(dir.path());
-    let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
+    for name in ["clip.mp4", "clip.y4m"] {
+        let clip = clip(dir.path(), name);
+        let nginx = Nginx::start_with(NginxOptions { file_per_publish: true, ..Default::default() });
 
-    let one_shot = config(dir.path(), &format!("path = \"{}\"\nat_end = \"stop\"", clip.display()), "", &nginx.rtmp_url("live"));
-    let out = common::run_with_timeout(common::fieldcast_command().args(["run", "--config", one_shot.to_str().unwrap()]).env("FIELDCAST_LOG", "info"), T);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "a one-shot file ends the run with 0:\n{log}");
-    assert!(log.contains("source ended"), "{log}");
+        let one_shot = config(dir.path(), &format!("path = \"{}\"\nat_end = \"stop\"", clip.display()), "", &nginx.rtmp_url("live"));
+        let out = common::run_with_timeout(common::fieldcast_command().args(["run", "--config", one_shot.to_str().unwrap()]).env("FIELDCAST_LOG", "info"), T);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: a one-shot file ends the run with 0:\n{log}");
+        assert!(log.contains("source ended"), "{name}: {log}");
+        // The whole file reached the channel, each frame once.
+        let recorded = nginx.recordings("360p");
+        assert_eq!(recorded.len(), 1, "{name}: {recorded:?}");
+        let frames = common::ffprobe::video_packets(&recorded[0]).len();
+        assert!((88..=90).contains(&frames), "{name}: {frames} of the file's 90 frames at the channel\n{log}");
+        assert!(!log.contains("repeated the previous frame"), "{name}: a frame of the file was repeated:\n{log}");
 
-    // Default (`reopen`): the run outlives the 3 s file, playing it again
-    // inside the same session (the outputs never stop).
-    let reopen = config(dir.path(), &format!("path = \"{}\"", clip.display()), "", &nginx.rtmp_url("live"));
-    let out = common::run_with_timeout(
-        common::fieldcast_command().args(["run", "--config", reopen.to_str().unwrap(), "--duration", "10"]).env("FIELDCAST_LOG", "info"),
-        T,
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{log}");
-    assert!(log.matches("source ended: reopening it").count() >= 2, "the file was not reopened (twice in 10 s):\n{log}");
-    assert_eq!(log.matches("session started").count(), 1, "the session restarted:\n{log}");
-    assert!(!log.contains(INPUT_ENDED), "{log}");
+        // Default (`reopen`): the run outlives the 3 s file, playing it again
+        // inside the same session (the outputs never stop).
+        let reopen = config(dir.path(), &format!("path = \"{}\"", clip.display()), "", &nginx.rtmp_url("live"));
+        let out = common::run_with_timeout(
+            common::fieldcast_command().args(["run", "--config", reopen.to_str().unwrap(), "--duration", "10"]).env("FIELDCAST_LOG", "info"),
+            T,
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {log}");
+        assert!(log.matches("source ended: reopening it").count() >= 2, "{name}: the file was not reopened (twice in 10 s):\n{log}");
+        assert_eq!(log.matches("session started").count(), 1, "{name}: the session restarted:\n{log}");
+        assert!(!log.contains(INPUT_ENDED), "{name}: {log}");
+    }
 }
