@@ -133,7 +133,6 @@ impl InputRuntime {
             stats: self.stats.clone(),
             feed,
             audio_bridge: self.audio_bridge.clone(),
-            output: output.downgrade(),
             stop: self.stop.clone(),
             silence_logged: std::cell::Cell::new(false),
         };
@@ -177,7 +176,6 @@ struct Capture {
     stats: Arc<PipelineStats>,
     feed: Arc<Feed>,
     audio_bridge: Option<gst_app::AppSrc>,
-    output: gst::glib::WeakRef<gst::Pipeline>,
     stop: Arc<AtomicBool>,
     /// The silence warning was given; cleared when frames come back.
     silence_logged: std::cell::Cell<bool>,
@@ -217,11 +215,13 @@ impl Capture {
             match ended {
                 Ended::Stopped => break,
                 Ended::Eos if self.at_end() == AtEnd::Stop => {
+                    // The frame clock sends what the feed still holds, then
+                    // ends the video; the output sees that EOS at its capture
+                    // tee and only then calls the source ended (a stop now
+                    // would lose the frames still in the feed: the benchmark's
+                    // channel got 299 of the file's 300).
                     info!("source ended");
                     self.feed.ended.store(true, Ordering::Release);
-                    if let Some(p) = self.output.upgrade() {
-                        let _ = p.post_message(gst::message::Application::new(gst::Structure::new_empty(super::build::SOURCE_ENDED)));
-                    }
                     break;
                 }
                 Ended::Eos => {
